@@ -1,0 +1,316 @@
+//! The typed configuration tree.
+//!
+//! Every field carries a doc comment: it is the reference documentation and becomes the
+//! description in the JSON Schema (`palisade config schema`). Defaults live in the `Default`
+//! impls and `default_*` functions of this file and nowhere else. Unknown fields are refused.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+use crate::units::{ByteSize, Duration};
+
+/// The whole Palisade configuration: one immutable snapshot, validated before use.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The proxy listener: where the protected service's traffic arrives.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The ops listener: `/live`, `/ready`, `/health` and `/metrics`.
+    #[serde(default)]
+    pub ops: OpsConfig,
+    /// Application logs and the per-request access log.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The security audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Start-up and graceful shutdown.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
+    /// Named upstream services that routes forward to.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Routes, tried in order; the first whose host, path and method match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The proxy listener.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port the proxy listens on, e.g. "0.0.0.0:8080".
+    #[serde(default = "default_proxy_listen")]
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+    /// Tokio worker threads; 0 means one per CPU core.
+    #[serde(default)]
+    pub worker_threads: usize,
+    /// Peers whose `X-Forwarded-*` headers are trusted and kept (extended); from any other
+    /// peer they are replaced. CIDR notation, e.g. ["10.0.0.0/8", "127.0.0.1/32"].
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Longest time a client may take to send the request headers (slow-client protection).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// Accept HTTP/2 over cleartext with prior knowledge (h2c) besides HTTP/1.1.
+    #[serde(default = "default_true")]
+    pub http2: bool,
+}
+
+/// The ops listener.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Address and port of the ops listener, e.g. "0.0.0.0:9090". Keep it off the public network.
+    #[serde(default = "default_ops_listen")]
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+    /// How often the readiness of required upstreams is checked in the background.
+    /// `/ready` answers from the cached result and never checks on the request path.
+    #[serde(default = "default_ready_check_interval")]
+    pub ready_check_interval: Duration,
+}
+
+/// Output format of logs.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (the default).
+    Json,
+    /// Human-readable, coloured lines for a terminal.
+    Pretty,
+}
+
+/// Logs.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// "json" (the default) or "pretty".
+    #[serde(default = "default_log_format")]
+    pub format: LogFormat,
+    /// Filter in `tracing` env-filter syntax, e.g. "info" or "info,palisade=debug".
+    /// The `RUST_LOG` environment variable, when set, takes precedence.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// Emit one access-log event per proxied request.
+    #[serde(default = "default_true")]
+    pub access_log: bool,
+}
+
+/// Where audit events go.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSinkKind {
+    /// JSON lines on standard output.
+    Stdout,
+    /// JSON lines appended to `audit.path`.
+    File,
+    /// Audit events are discarded (counted as dropped is not done; nothing is written).
+    Off,
+}
+
+/// The security audit log.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// "stdout" (the default), "file" or "off".
+    #[serde(default = "default_audit_sink")]
+    pub sink: AuditSinkKind,
+    /// File the events are appended to when `sink = "file"`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Events buffered in memory before new ones are dropped (and counted in
+    /// `palisade_audit_events_dropped_total`). Writing never blocks a request.
+    #[serde(default = "default_audit_queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+/// Start-up and graceful shutdown.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// After SIGTERM/SIGINT, how long `/ready` reports 503 while the proxy still accepts new
+    /// connections, so load balancers and Kubernetes endpoints stop sending traffic.
+    #[serde(default = "default_drain_delay")]
+    pub drain_delay: Duration,
+    /// After the drain delay, how long in-flight requests may take to finish before the
+    /// remaining connections are closed. Keep drain_delay + grace_period below the Pod's
+    /// `terminationGracePeriodSeconds`.
+    #[serde(default = "default_grace_period")]
+    pub grace_period: Duration,
+}
+
+/// One upstream service: one or more endpoints, used round-robin, over a pooled keep-alive client.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Endpoints as "host:port" or "http://host:port", e.g. ["127.0.0.1:3000"].
+    pub endpoints: Vec<String>,
+    /// Longest time to open a TCP connection to an endpoint.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Idle keep-alive connections are closed after this long.
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout: Duration,
+    /// Most idle keep-alive connections kept per endpoint.
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle_per_endpoint: usize,
+    /// Speak HTTP/2 with prior knowledge (h2c) to this upstream instead of HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+    /// Whether `/ready` reports 503 while no endpoint of this upstream accepts connections.
+    #[serde(default = "default_true")]
+    pub required: bool,
+    /// Headers added to every request sent to this upstream, e.g. a credential the service
+    /// expects. Values may be secret references: "${env:NAME}" or "${file:/path}".
+    #[serde(default)]
+    pub request_headers: BTreeMap<String, Secret>,
+}
+
+/// How a route's `path` is compared with the request path.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PathMatch {
+    /// The request path starts with `path` at a segment boundary ("/api" matches "/api" and
+    /// "/api/x", not "/apix").
+    #[default]
+    Prefix,
+    /// The request path equals `path`.
+    Exact,
+}
+
+/// One route: which requests go to which upstream, and with what limits.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in metrics, logs and audit events; unique, [a-z0-9_-].
+    pub name: String,
+    /// Host to match (the Host header or HTTP/2 :authority, without port), e.g.
+    /// "api.example.com"; a leading "*." matches any subdomain. Absent: any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path to match, starting with "/".
+    #[serde(default = "default_route_path")]
+    pub path: String,
+    /// "prefix" (the default) or "exact".
+    #[serde(default, rename = "match")]
+    pub path_match: PathMatch,
+    /// Methods to match, e.g. ["GET", "POST"]. Absent or empty: any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Name of the upstream (a key of `[upstreams]`) requests are forwarded to.
+    pub upstream: String,
+    /// Longest time to wait for the upstream's response headers; past it the client gets 504.
+    #[serde(default = "default_route_timeout")]
+    pub timeout: Duration,
+    /// Largest request body accepted; larger ones get 413. Absent: no limit.
+    #[serde(default)]
+    pub max_request_body: Option<ByteSize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_proxy_listen(),
+            worker_threads: 0,
+            trusted_proxies: Vec::new(),
+            header_read_timeout: default_header_read_timeout(),
+            http2: true,
+        }
+    }
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_ops_listen(),
+            ready_check_interval: default_ready_check_interval(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            level: default_log_level(),
+            access_log: true,
+        }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            sink: default_audit_sink(),
+            path: None,
+            queue_capacity: default_audit_queue_capacity(),
+        }
+    }
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay: default_drain_delay(),
+            grace_period: default_grace_period(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_proxy_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_ops_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9090))
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_ready_check_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Json
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+fn default_audit_sink() -> AuditSinkKind {
+    AuditSinkKind::Stdout
+}
+fn default_audit_queue_capacity() -> usize {
+    4096
+}
+fn default_drain_delay() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_grace_period() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_pool_idle_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+fn default_pool_max_idle() -> usize {
+    128
+}
+fn default_route_path() -> String {
+    "/".to_owned()
+}
+fn default_route_timeout() -> Duration {
+    Duration::from_secs(30)
+}

@@ -1,0 +1,474 @@
+//! Tests of the whole loading pipeline through the public API.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(text: &str, vars: &[(&str, &str)]) -> LoadedConfig {
+    match load_str("palisade.toml", text, &env(vars)) {
+        Ok(loaded) => loaded,
+        Err(errors) => panic!("expected a valid config, got:\n{errors}"),
+    }
+}
+
+fn errors(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    match load_str("palisade.toml", text, &env(vars)) {
+        Ok(_) => panic!("expected errors"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const MINIMAL: &str = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "default"
+upstream = "app"
+"#;
+
+// The five messages the product's integration tests assert too.
+
+#[test]
+fn syntax_error_names_the_line() {
+    let text = "[server]\nlisten = \"0.0.0.0:8080\nhttp2 = true\n";
+    assert_eq!(
+        errors(text, &[]),
+        ["palisade.toml:2: invalid TOML at column 23: invalid basic string, expected '\"'"]
+    );
+}
+
+#[test]
+fn unknown_field_lists_the_valid_ones() {
+    let text = "[server]\nlistn = \"0.0.0.0:8080\"\n";
+    assert_eq!(
+        errors(text, &[]),
+        [
+            "palisade.toml:2: server: unknown field \"listn\"; valid fields: listen, \
+             worker_threads, trusted_proxies, header_read_timeout, http2"
+        ]
+    );
+}
+
+#[test]
+fn dangling_upstream_lists_the_defined_ones() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[upstreams.billing]
+endpoints = ["127.0.0.1:3001"]
+
+[[routes]]
+name = "api"
+path = "/api"
+upstream = "ap"
+"#;
+    assert_eq!(
+        errors(text, &[]),
+        [
+            "palisade.toml:11: routes[0].upstream: route \"api\" refers to upstream \"ap\", \
+             which is not defined; defined upstreams: app, billing"
+        ]
+    );
+}
+
+#[test]
+fn bad_duration_says_what_is_valid() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "api"
+upstream = "app"
+timeout = "3 parsecs"
+"#;
+    assert_eq!(
+        errors(text, &[]),
+        [
+            "palisade.toml:8: routes[0].timeout: invalid duration \"3 parsecs\" (unknown time \
+             unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, \
+             months, years (and few variations)); expected a number and a unit such as \
+             \"500ms\", \"30s\", \"5m\" or \"1h\""
+        ]
+    );
+}
+
+#[test]
+fn missing_env_secret_names_the_variable() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+request_headers = { Authorization = "${env:APP_TOKEN}" }
+"#;
+    assert_eq!(
+        errors(text, &[]),
+        [
+            "palisade.toml:4: upstreams.app.request_headers.Authorization: environment variable \
+             \"APP_TOKEN\" is not set; set it or change the reference"
+        ]
+    );
+}
+
+#[test]
+fn reports_errors_from_every_section_at_once() {
+    let text = r#"
+[server]
+listen = "localhost:8080"
+
+[log]
+format = "xml"
+
+[audit]
+sink = "file"
+
+[upstreams.app]
+endpoints = ["https://app:443"]
+
+[upstreams.web]
+endpoints = []
+bogus = 1
+
+[[routes]]
+name = "API"
+upstream = "nope"
+
+[[routes]]
+name = "ok"
+upstream = "app"
+timeout = "0s"
+"#;
+    let all = errors(text, &[]);
+    let expected = [
+        "palisade.toml:3: server.listen: invalid address \"localhost:8080\"",
+        "palisade.toml:6: log.format: invalid value \"xml\"; valid values: json, pretty",
+        "palisade.toml:8: audit.path: audit.sink = \"file\" needs audit.path",
+        "palisade.toml:12: upstreams.app.endpoints[0]: invalid endpoint \"https://app:443\": https upstreams are not supported yet",
+        "palisade.toml:16: upstreams.web: unknown field \"bogus\"; valid fields: endpoints,",
+        "palisade.toml:19: routes[0].name: invalid route name \"API\"",
+        "palisade.toml:20: routes[0].upstream: route \"API\" refers to upstream \"nope\", which is not defined; defined upstreams: app, web",
+        "palisade.toml:25: routes[1].timeout: must be longer than 0",
+    ];
+    assert_eq!(all.len(), expected.len(), "{all:#?}");
+    for (got, want) in all.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
+}
+
+#[test]
+fn env_overrides_listen_endpoints_and_more() {
+    let loaded = load(
+        MINIMAL,
+        &[
+            ("PALISADE_SERVER__LISTEN", "127.0.0.1:8081"),
+            (
+                "PALISADE_UPSTREAMS__APP__ENDPOINTS",
+                r#"["127.0.0.1:3001"]"#,
+            ),
+            ("PALISADE_LOG__FORMAT", "pretty"),
+            ("PALISADE_LIFECYCLE__DRAIN_DELAY", "0s"),
+            ("PALISADE_SERVER__WORKER_THREADS", "4"),
+            ("PALISADE_CONFIG", "/etc/palisade/palisade.toml"),
+            ("HOME", "/root"),
+        ],
+    );
+    let config = loaded.config;
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8081");
+    assert_eq!(config.upstreams["app"].endpoints, ["127.0.0.1:3001"]);
+    assert_eq!(config.log.format, LogFormat::Pretty);
+    assert!(config.lifecycle.drain_delay.get().is_zero());
+    assert_eq!(config.server.worker_threads, 4);
+}
+
+#[test]
+fn env_override_creates_missing_tables() {
+    let loaded = load(
+        "",
+        &[(
+            "PALISADE_UPSTREAMS__APP__ENDPOINTS",
+            r#"["127.0.0.1:3001"]"#,
+        )],
+    );
+    assert_eq!(loaded.config.upstreams["app"].endpoints, ["127.0.0.1:3001"]);
+}
+
+#[test]
+fn env_override_into_unknown_field_names_the_variable() {
+    assert_eq!(
+        errors(MINIMAL, &[("PALISADE_SERVER__LISTN", "127.0.0.1:8081")]),
+        [
+            "env PALISADE_SERVER__LISTN: server: unknown field \"listn\"; valid fields: listen, \
+             worker_threads, trusted_proxies, header_read_timeout, http2"
+        ]
+    );
+    assert_eq!(
+        errors(MINIMAL, &[("PALISADE_SERVR__LISTEN", "127.0.0.1:8081")]),
+        [
+            "env PALISADE_SERVR__LISTEN: unknown field \"servr\"; valid fields: server, ops, log, \
+             audit, lifecycle, upstreams, routes"
+        ]
+    );
+    let bad_value = errors(MINIMAL, &[("PALISADE_LIFECYCLE__GRACE_PERIOD", "soon")]);
+    assert_eq!(bad_value.len(), 1);
+    assert!(
+        bad_value[0].starts_with(
+            "env PALISADE_LIFECYCLE__GRACE_PERIOD: lifecycle.grace_period: invalid duration \"soon\""
+        ),
+        "{bad_value:?}"
+    );
+}
+
+#[test]
+fn env_override_into_routes_is_refused_by_name() {
+    assert_eq!(
+        errors(MINIMAL, &[("PALISADE_ROUTES__0__TIMEOUT", "5s")]),
+        [
+            "env PALISADE_ROUTES__0__TIMEOUT: routes.0.timeout: routes cannot be overridden from \
+             the environment (PALISADE_ROUTES__0__TIMEOUT): routes is a list and overrides do not \
+             index into lists; change the config file instead"
+        ]
+    );
+}
+
+#[test]
+fn env_secret_is_resolved() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+request_headers = { Authorization = "${env:APP_TOKEN}", X-Static = "literal" }
+"#;
+    let loaded = load(text, &[("APP_TOKEN", "Bearer hunter2")]);
+    let headers = &loaded.config.upstreams["app"].request_headers;
+    assert_eq!(headers["Authorization"].expose(), "Bearer hunter2");
+    assert_eq!(headers["X-Static"].expose(), "literal");
+
+    let from_env = load(
+        MINIMAL,
+        &[
+            (
+                "PALISADE_UPSTREAMS__APP__REQUEST_HEADERS__AUTHORIZATION",
+                "${env:APP_TOKEN}",
+            ),
+            ("APP_TOKEN", "Bearer hunter2"),
+        ],
+    );
+    let headers = &from_env.config.upstreams["app"].request_headers;
+    assert_eq!(headers["authorization"].expose(), "Bearer hunter2");
+}
+
+#[test]
+fn file_secret_is_read_without_its_trailing_newline() {
+    let path = std::env::temp_dir().join(format!("palisade-secret-{}", std::process::id()));
+    std::fs::write(&path, "from-a-file\n").unwrap();
+    let text = format!(
+        "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\
+         request_headers = {{ X-Key = \"${{file:{}}}\" }}\n",
+        path.display()
+    );
+    let loaded = load(&text, &[]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        loaded.config.upstreams["app"].request_headers["X-Key"].expose(),
+        "from-a-file"
+    );
+
+    let missing = "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\
+                   request_headers = { X-Key = \"${file:/nonexistent/palisade/key}\" }\n";
+    assert_eq!(
+        errors(missing, &[]),
+        [
+            "palisade.toml:3: upstreams.app.request_headers.X-Key: cannot read secret file \
+             \"/nonexistent/palisade/key\": not found"
+        ]
+    );
+    let unsupported = "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\
+                       request_headers = { X-Key = \"${vault:kv/key}\" }\n";
+    let message = &errors(unsupported, &[])[0];
+    assert!(message.contains("\"${env:NAME}\""), "{message}");
+    assert!(message.contains("\"${file:/path}\""), "{message}");
+}
+
+#[test]
+fn secret_values_never_reach_errors_or_debug_output() {
+    let text = r#"
+[server]
+listn = 1
+
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+request_headers = { Authorization = "${env:APP_TOKEN}", X-Literal = "hunter3", X-Bad = "${env:BAD}" }
+"#;
+    let vars = [
+        ("APP_TOKEN", "hunter2"),
+        ("BAD", "hunter4\r\nX-Injected: 1"),
+    ];
+    let all = errors(text, &vars).join("\n");
+    assert!(all.contains("upstreams.app.request_headers.X-Bad"), "{all}");
+    for secret in ["hunter2", "hunter3", "hunter4"] {
+        assert!(!all.contains(secret), "{all}");
+    }
+
+    let text = text
+        .replace("listn = 1", "")
+        .replace(", X-Bad = \"${env:BAD}\"", "");
+    let loaded = load(&text, &vars);
+    let dump = format!(
+        "{loaded:?} {}",
+        serde_json::to_string(&loaded.config).unwrap()
+    );
+    assert!(dump.contains("[redacted]"));
+    for secret in ["hunter2", "hunter3"] {
+        assert!(!dump.contains(secret), "{dump}");
+    }
+}
+
+#[test]
+fn example_validates() {
+    let loaded = load(EXAMPLE, &[]);
+    let config = loaded.config;
+    assert_eq!(config.upstreams.len(), 1);
+    assert_eq!(config.upstreams["app"].endpoints, ["127.0.0.1:3000"]);
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.routes[0].path, "/api");
+    assert_eq!(config.routes[1].path, "/");
+    assert!(EXAMPLE.contains("${env:APP_TOKEN}"));
+    // The example's values are the defaults wherever it does not say otherwise.
+    assert_eq!(config.server.listen, defaults().config.server.listen);
+    assert_eq!(config.lifecycle, LifecycleConfig::default());
+}
+
+#[test]
+fn json_schema_is_json_with_descriptions() {
+    let schema: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
+    assert!(schema.is_object());
+    assert!(
+        json_schema().contains("Address and port the proxy listens on"),
+        "field doc comments become descriptions"
+    );
+}
+
+#[test]
+fn version_is_stable_and_tracks_content() {
+    let a = load(MINIMAL, &[]);
+    let b = load(MINIMAL, &[]);
+    assert_eq!(a.version, b.version);
+    assert_eq!(a.version.len(), 12);
+    assert!(a.version.chars().all(|c| c.is_ascii_hexdigit()));
+    let c = load(MINIMAL, &[("PALISADE_LOG__LEVEL", "debug")]);
+    assert_ne!(a.version, c.version);
+    assert_eq!(a.source, "palisade.toml");
+}
+
+#[test]
+fn defaults_equal_an_empty_file() {
+    let empty = load("", &[]);
+    assert_eq!(defaults().config, empty.config);
+    assert_eq!(defaults().version, empty.version);
+}
+
+#[test]
+fn load_file_reads_the_file_and_reports_a_missing_one() {
+    let path = std::env::temp_dir().join(format!("palisade-config-{}.toml", std::process::id()));
+    std::fs::write(&path, MINIMAL).unwrap();
+    let loaded = load_file(&path);
+    std::fs::remove_file(&path).unwrap();
+    let loaded = loaded.unwrap();
+    assert_eq!(loaded.source, path.display().to_string());
+    assert_eq!(loaded.config.routes[0].name, "default");
+
+    let missing = load_file(std::path::Path::new("/nonexistent/palisade.toml")).unwrap_err();
+    assert_eq!(missing.len(), 1);
+    assert!(
+        missing
+            .to_string()
+            .starts_with("/nonexistent/palisade.toml: cannot read")
+    );
+}
+
+#[test]
+fn junk_input_never_panics() {
+    const PIECES: &[&str] = &[
+        "[server]",
+        "[[routes]]",
+        "[upstreams.app]",
+        "[upstreams.",
+        "listen",
+        "=",
+        " = ",
+        "\"",
+        "'",
+        "${env:X}",
+        "${file:}",
+        "\n",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "1",
+        "-1",
+        "3.5",
+        "true",
+        "\"0.0.0.0:8080\"",
+        "endpoints",
+        "name",
+        "upstream",
+        "timeout",
+        "\"3 parsecs\"",
+        "é",
+        "\u{0}",
+        "\r\n",
+        "#",
+        "=[",
+        "x.y.z",
+        "\"\"\"",
+        "1979-05-27",
+        "inf",
+        "routes",
+        "\\",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let len = (next() % 24) as usize;
+        let text: String = (0..len)
+            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+            .collect();
+        let key = PIECES[(next() % PIECES.len() as u64) as usize].to_uppercase();
+        let vars = env(&[
+            (&format!("PALISADE_{key}"), &text),
+            ("PALISADE_SERVER__LISTEN", PIECES[(next() % 8) as usize]),
+        ]);
+        let _ = load_str("junk.toml", &text, &vars);
+        let _ = load_str("junk.toml", MINIMAL, &vars);
+    }
+}
+
+#[test]
+fn type_errors_say_what_would_be_valid() {
+    let text = "[[routes]]\nname = \"a\"\nupstream = \"app\"\nmax_request_body = true\n";
+    let all = errors(
+        text,
+        &[("PALISADE_UPSTREAMS__APP__ENDPOINTS", "127.0.0.1:1")],
+    );
+    assert_eq!(
+        all,
+        [
+            "palisade.toml:4: routes[0].max_request_body: invalid size; expected a number of \
+             bytes or a number and a unit such as \"512KiB\" or \"10MiB\"",
+            "env PALISADE_UPSTREAMS__APP__ENDPOINTS: upstreams.app.endpoints: invalid type: \
+             string \"127.0.0.1:1\", expected an array such as [\"a\", \"b\"]",
+        ]
+    );
+}

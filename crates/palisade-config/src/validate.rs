@@ -1,0 +1,411 @@
+//! Semantic checks on a deserialized config: references between sections, names, addresses,
+//! headers and values that types alone cannot rule out. Every problem is collected.
+//!
+//! Checks run on a [`Draft`], in which a section or element that failed to deserialize is
+//! `None`: it is skipped here (its error is already reported), and checks that need it are too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use crate::error::{FieldPath, Issue};
+use crate::model::{
+    AuditConfig, AuditSinkKind, LifecycleConfig, LogConfig, OpsConfig, RouteConfig, ServerConfig,
+    UpstreamConfig,
+};
+
+/// A config as far as it deserialized.
+#[derive(Default)]
+pub(crate) struct Draft {
+    pub(crate) server: Option<ServerConfig>,
+    pub(crate) ops: Option<OpsConfig>,
+    pub(crate) log: Option<LogConfig>,
+    pub(crate) audit: Option<AuditConfig>,
+    pub(crate) lifecycle: Option<LifecycleConfig>,
+    pub(crate) upstreams: BTreeMap<String, Option<UpstreamConfig>>,
+    pub(crate) routes: Vec<Option<RouteConfig>>,
+}
+
+const NAME_RULE: &str = "1 to 64 characters among lowercase letters, digits, \"_\" and \"-\"";
+
+pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let root = FieldPath::root();
+    if let (Some(server), Some(ops)) = (&draft.server, &draft.ops) {
+        check_listeners(server, ops, &mut issues);
+    }
+    if let Some(server) = &draft.server {
+        check_positive(
+            server.header_read_timeout,
+            root.key("server").key("header_read_timeout"),
+            &mut issues,
+        );
+    }
+    if let Some(ops) = &draft.ops {
+        check_positive(
+            ops.ready_check_interval,
+            root.key("ops").key("ready_check_interval"),
+            &mut issues,
+        );
+    }
+    if let Some(log) = &draft.log
+        && log.level.trim().is_empty()
+    {
+        issues.push(Issue::new(
+            root.key("log").key("level"),
+            "log.level is empty; use a tracing filter such as \"info\" or \"info,palisade=debug\"",
+        ));
+    }
+    if let Some(audit) = &draft.audit {
+        check_audit(audit, &root.key("audit"), &mut issues);
+    }
+    if let Some(lifecycle) = &draft.lifecycle {
+        check_positive(
+            lifecycle.grace_period,
+            root.key("lifecycle").key("grace_period"),
+            &mut issues,
+        );
+    }
+    for (name, upstream) in &draft.upstreams {
+        let path = root.key("upstreams").key(name);
+        if !valid_name(name) {
+            issues.push(Issue::new(
+                path.clone(),
+                format!("invalid upstream name {name:?}; names are {NAME_RULE}"),
+            ));
+        }
+        if let Some(upstream) = upstream {
+            check_upstream(upstream, &path, &mut issues);
+        }
+    }
+    check_routes(draft, &mut issues);
+    issues
+}
+
+fn check_positive(value: crate::Duration, path: FieldPath, issues: &mut Vec<Issue>) {
+    if value.get().is_zero() {
+        issues.push(Issue::new(
+            path,
+            "must be longer than 0, e.g. \"500ms\" or \"30s\"",
+        ));
+    }
+}
+
+fn check_listeners(server: &ServerConfig, ops: &OpsConfig, issues: &mut Vec<Issue>) {
+    if conflicts(server.listen, ops.listen) {
+        issues.push(Issue::new(
+            FieldPath::root().key("ops").key("listen"),
+            format!(
+                "ops.listen ({}) conflicts with server.listen ({}); the proxy and ops listeners \
+                 need different ports",
+                ops.listen, server.listen
+            ),
+        ));
+    }
+}
+
+/// Two listen addresses that cannot both be bound: same port (not 0, which picks a free one)
+/// on the same address or where either is the wildcard address.
+fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn check_audit(audit: &AuditConfig, path: &FieldPath, issues: &mut Vec<Issue>) {
+    let has_path = audit.path.as_deref().is_some_and(|p| !p.trim().is_empty());
+    if audit.sink == AuditSinkKind::File && !has_path {
+        issues.push(Issue::new(
+            path.key("path"),
+            "audit.sink = \"file\" needs audit.path, the file events are appended to, e.g. \
+             \"/var/log/palisade/audit.jsonl\"",
+        ));
+    }
+    if audit.queue_capacity == 0 {
+        issues.push(Issue::new(
+            path.key("queue_capacity"),
+            "must be at least 1, e.g. 4096",
+        ));
+    }
+}
+
+fn check_upstream(upstream: &UpstreamConfig, path: &FieldPath, issues: &mut Vec<Issue>) {
+    if upstream.endpoints.is_empty() {
+        issues.push(Issue::new(
+            path.key("endpoints"),
+            "an upstream needs at least one endpoint, e.g. [\"127.0.0.1:3000\"]",
+        ));
+    }
+    for (i, endpoint) in upstream.endpoints.iter().enumerate() {
+        if let Err(reason) = check_endpoint(endpoint) {
+            issues.push(Issue::new(
+                path.key("endpoints").index(i),
+                format!(
+                    "invalid endpoint {endpoint:?}: {reason}; expected \"host:port\" or \
+                     \"http://host:port\", e.g. \"127.0.0.1:3000\""
+                ),
+            ));
+        }
+    }
+    check_positive(
+        upstream.connect_timeout,
+        path.key("connect_timeout"),
+        issues,
+    );
+    for (name, value) in &upstream.request_headers {
+        let header_path = path.key("request_headers").key(name);
+        if !is_token(name) {
+            issues.push(Issue::new(
+                header_path.clone(),
+                format!(
+                    "invalid header name {name:?}; header names are letters, digits and \
+                     !#$%&'*+-.^_`|~, e.g. \"Authorization\" or \"X-Api-Key\""
+                ),
+            ));
+        }
+        // The value may be a resolved secret: describe the problem, never the value.
+        if !valid_header_value(value.expose()) {
+            issues.push(Issue::new(
+                header_path,
+                "the header value contains a control character (such as a newline); header \
+                 values may hold visible characters, spaces and tabs only",
+            ));
+        }
+    }
+}
+
+/// Checks `host:port` or `http://host:port` (an optional trailing "/").
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let lower = endpoint.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err("https upstreams are not supported yet; use http".to_owned());
+    }
+    let rest = if lower.starts_with("http://") {
+        &endpoint["http://".len()..]
+    } else {
+        endpoint
+    };
+    if rest.contains("://") {
+        return Err("unsupported scheme; only http is supported".to_owned());
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err("an endpoint has no path".to_owned());
+    }
+    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+        let Some((ip, port)) = bracketed.split_once("]:") else {
+            return Err("an IPv6 address needs a port, as in \"[::1]:3000\"".to_owned());
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("invalid IPv6 address".to_owned());
+        }
+        (None, port)
+    } else {
+        let Some((host, port)) = rest.rsplit_once(':') else {
+            return Err("the port is missing".to_owned());
+        };
+        (Some(host), port)
+    };
+    if let Some(host) = host {
+        let valid_host = !host.is_empty()
+            && (host.parse::<IpAddr>().is_ok()
+                || host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        if !valid_host {
+            return Err("invalid host".to_owned());
+        }
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err("the port must be a number from 1 to 65535".to_owned()),
+    }
+}
+
+fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
+    let mut first_by_name: HashMap<&str, usize> = HashMap::new();
+    let defined = if draft.upstreams.is_empty() {
+        "none".to_owned()
+    } else {
+        draft
+            .upstreams
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (i, route) in draft.routes.iter().enumerate() {
+        let Some(route) = route else { continue };
+        let path = FieldPath::root().key("routes").index(i);
+        if !valid_name(&route.name) {
+            issues.push(Issue::new(
+                path.key("name"),
+                format!("invalid route name {:?}; names are {NAME_RULE}", route.name),
+            ));
+        }
+        if let Some(first) = first_by_name.get(route.name.as_str()) {
+            issues.push(Issue::new(
+                path.key("name"),
+                format!(
+                    "route name {:?} is already used by routes[{first}]; route names must be unique",
+                    route.name
+                ),
+            ));
+        } else {
+            first_by_name.insert(&route.name, i);
+        }
+        if !draft.upstreams.contains_key(&route.upstream) {
+            issues.push(Issue::new(
+                path.key("upstream"),
+                format!(
+                    "route {:?} refers to upstream {:?}, which is not defined; defined upstreams: {defined}",
+                    route.name, route.upstream
+                ),
+            ));
+        }
+        check_route_match(route, &path, issues);
+        check_positive(route.timeout, path.key("timeout"), issues);
+    }
+}
+
+fn check_route_match(route: &RouteConfig, path: &FieldPath, issues: &mut Vec<Issue>) {
+    if !route.path.starts_with('/') {
+        issues.push(Issue::new(
+            path.key("path"),
+            format!(
+                "invalid path {:?}; a route path starts with \"/\", e.g. \"/api\"",
+                route.path
+            ),
+        ));
+    } else if route.path.contains(['?', '#']) {
+        issues.push(Issue::new(
+            path.key("path"),
+            format!(
+                "invalid path {:?}; a route path has no query (\"?\") or fragment (\"#\")",
+                route.path
+            ),
+        ));
+    }
+    if let Some(host) = &route.host {
+        let problem = if host.is_empty() {
+            Some("is empty")
+        } else if host.contains("://") {
+            Some("has a scheme")
+        } else if host.contains(':') {
+            Some("has a port")
+        } else if host.contains(['/', ' ', '\t']) {
+            Some("has a path or spaces")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            issues.push(Issue::new(
+                path.key("host"),
+                format!(
+                    "invalid host {host:?}: it {problem}; write a bare host name such as \
+                     \"api.example.com\" or \"*.example.com\", or leave host out to match any host"
+                ),
+            ));
+        }
+    }
+    for (j, method) in route.methods.iter().enumerate() {
+        if !is_token(method) {
+            issues.push(Issue::new(
+                path.key("methods").index(j),
+                format!(
+                    "invalid method {method:?}; expected an HTTP method such as \"GET\", \
+                     \"POST\", \"PUT\", \"PATCH\", \"DELETE\", \"HEAD\" or \"OPTIONS\""
+                ),
+            ));
+        } else if method.chars().any(|c| c.is_ascii_lowercase()) {
+            issues.push(Issue::new(
+                path.key("methods").index(j),
+                format!(
+                    "invalid method {method:?}; methods are case-sensitive and written in \
+                     uppercase, e.g. {:?}",
+                    method.to_ascii_uppercase()
+                ),
+            ));
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// An HTTP token (RFC 9110 §5.6.2): header names and methods.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// What `http::HeaderValue` accepts: no control characters other than tab.
+fn valid_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        for ok in [
+            "127.0.0.1:3000",
+            "http://app:80",
+            "http://app.internal:8080/",
+            "[::1]:3000",
+            "HTTP://x:1",
+        ] {
+            assert_eq!(check_endpoint(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1",
+            "https://x:443",
+            "x:0",
+            "x:99999",
+            ":80",
+            "http://x:1/api",
+            "ftp://x:1",
+            "[::1]",
+            "a b:1",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+        assert!(
+            check_endpoint("https://x:443")
+                .unwrap_err()
+                .contains("not supported yet")
+        );
+    }
+
+    #[test]
+    fn names_tokens_and_values() {
+        assert!(valid_name("api_v2-x"));
+        assert!(!valid_name("Api"));
+        assert!(!valid_name(""));
+        assert!(!valid_name(&"a".repeat(65)));
+        assert!(is_token("X-Api-Key"));
+        assert!(!is_token("X Api"));
+        assert!(valid_header_value("Bearer abc\tdef"));
+        assert!(!valid_header_value("abc\r\nX-Evil: 1"));
+    }
+
+    #[test]
+    fn listener_conflicts() {
+        let a: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(conflicts(a, "127.0.0.1:8080".parse().unwrap()));
+        assert!(!conflicts(a, "0.0.0.0:9090".parse().unwrap()));
+        assert!(!conflicts(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        ));
+    }
+}

@@ -1,0 +1,105 @@
+//! Every rejection of the request path as one typed error, turned into a response in one place.
+//!
+//! The body is a small RFC 9457 `application/problem+json` document that names the kind of
+//! failure and the request id, and nothing internal: no addresses, no error chains. The cause
+//! is logged (with the request id) for the operator instead.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// No route matches the request's host, path and method.
+    #[error("no route matches the request")]
+    NoRoute,
+    /// The upstream refused the connection, was unreachable, or broke the exchange.
+    #[error("the upstream service could not be reached")]
+    UpstreamUnavailable,
+    /// The upstream did not answer within the route's timeout.
+    #[error("the upstream service did not answer in time")]
+    UpstreamTimeout,
+    /// The request body is larger than the route allows.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// The request could not be forwarded as sent (e.g. an unusable URI).
+    #[error("the request is malformed")]
+    BadRequest,
+}
+
+impl ProxyError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A stable, documented identifier of the problem type (the `type` member).
+    pub fn type_slug(self) -> &'static str {
+        match self {
+            Self::NoRoute => "no-route",
+            Self::UpstreamUnavailable => "upstream-unavailable",
+            Self::UpstreamTimeout => "upstream-timeout",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::BadRequest => "bad-request",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::NoRoute => "Not Found",
+            Self::UpstreamUnavailable => "Bad Gateway",
+            Self::UpstreamTimeout => "Gateway Timeout",
+            Self::PayloadTooLarge => "Payload Too Large",
+            Self::BadRequest => "Bad Request",
+        }
+    }
+}
+
+/// The media type of every error body the gateway writes.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Builds the problem body. `request_id` is already validated (visible ASCII without quotes or
+/// backslashes), so it can be embedded without escaping.
+pub fn problem_body(error: ProxyError, request_id: &str) -> Bytes {
+    let status = error.status().as_u16();
+    Bytes::from(format!(
+        "{{\"type\":\"https://palisade.dev/problems/{}\",\"title\":\"{}\",\"status\":{status},\"detail\":\"{error}\",\"request_id\":\"{request_id}\"}}",
+        error.type_slug(),
+        error.title(),
+    ))
+}
+
+/// Status, content type and body of the response for `error`.
+pub fn problem_parts(error: ProxyError, request_id: &str) -> (StatusCode, HeaderValue, Bytes) {
+    (
+        error.status(),
+        HeaderValue::from_static(PROBLEM_JSON),
+        problem_body(error, request_id),
+    )
+}
+
+/// The header name under which a problem response's content type is set.
+pub const CONTENT_TYPE: header::HeaderName = header::CONTENT_TYPE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_json_and_names_only_the_problem() {
+        let body = problem_body(ProxyError::UpstreamUnavailable, "abc-123");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["title"], "Bad Gateway");
+        assert_eq!(v["request_id"], "abc-123");
+        assert_eq!(
+            v["type"],
+            "https://palisade.dev/problems/upstream-unavailable"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Route matching: host, path (exact or prefix at a segment boundary) and method, first match
+//! wins, in the order the config lists the routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use palisade_config::{PathMatch, RouteConfig};
+use palisade_telemetry::metrics::RouteMetrics;
+
+use crate::upstream::Upstream;
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    host: Option<HostMatch>,
+    path: String,
+    exact: bool,
+    methods: Vec<Method>,
+    pub upstream: Arc<Upstream>,
+    pub timeout: Duration,
+    pub max_request_body: Option<u64>,
+    pub metrics: RouteMetrics,
+}
+
+#[derive(Debug)]
+enum HostMatch {
+    Exact(String),
+    /// "*.example.com" stored as ".example.com".
+    Suffix(String),
+}
+
+impl Route {
+    pub fn new(cfg: &RouteConfig, upstream: Arc<Upstream>, metrics: RouteMetrics) -> Self {
+        let host = cfg.host.as_deref().map(|h| match h.strip_prefix('*') {
+            Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
+            None => HostMatch::Exact(h.to_ascii_lowercase()),
+        });
+        Self {
+            name: Arc::from(cfg.name.as_str()),
+            host,
+            path: cfg.path.clone(),
+            exact: cfg.path_match == PathMatch::Exact,
+            methods: cfg
+                .methods
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .collect(),
+            upstream,
+            timeout: cfg.timeout.get(),
+            max_request_body: cfg.max_request_body.map(|b| b.as_u64()),
+            metrics,
+        }
+    }
+
+    fn matches(&self, host: Option<&str>, path: &str, method: &Method) -> bool {
+        self.host_matches(host)
+            && self.path_matches(path)
+            && (self.methods.is_empty() || self.methods.contains(method))
+    }
+
+    fn host_matches(&self, host: Option<&str>) -> bool {
+        let Some(want) = &self.host else { return true };
+        let Some(host) = host else { return false };
+        match want {
+            HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostMatch::Suffix(s) => {
+                host.len() > s.len()
+                    && host.is_char_boundary(host.len() - s.len())
+                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+
+    fn path_matches(&self, path: &str) -> bool {
+        if self.exact {
+            return path == self.path;
+        }
+        match path.strip_prefix(self.path.as_str()) {
+            None => false,
+            Some(rest) => self.path.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        }
+    }
+}
+
+/// The routes of one config snapshot.
+#[derive(Debug, Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+impl Router {
+    pub fn new(routes: Vec<Arc<Route>>) -> Self {
+        Self { routes }
+    }
+
+    /// The first route matching the request. `host` may carry a port; it is ignored.
+    pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&Arc<Route>> {
+        let host = host.map(strip_port);
+        self.routes.iter().find(|r| r.matches(host, path, method))
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_telemetry::metrics::Metrics;
+
+    fn route(toml_route: &str) -> Arc<Route> {
+        let cfg: RouteConfig = toml::from_str(toml_route).unwrap();
+        let metrics = Metrics::new("test");
+        let up = Arc::new(Upstream::for_tests("app"));
+        Arc::new(Route::new(&cfg, up, metrics.route(&cfg.name)))
+    }
+
+    #[test]
+    fn prefix_matches_at_segment_boundary() {
+        let r = Router::new(vec![route("name='api'\npath='/api'\nupstream='app'")]);
+        assert!(r.find(None, "/api", &Method::GET).is_some());
+        assert!(r.find(None, "/api/users", &Method::GET).is_some());
+        assert!(r.find(None, "/apix", &Method::GET).is_none());
+    }
+
+    #[test]
+    fn exact_host_and_method_rules() {
+        let r = Router::new(vec![route(
+            "name='h'\npath='/x'\nmatch='exact'\nhost='*.example.com'\nmethods=['POST']\nupstream='app'",
+        )]);
+        assert!(r.find(Some("a.example.com:8080"), "/x", &Method::POST).is_some());
+        assert!(r.find(Some("example.com"), "/x", &Method::POST).is_none());
+        assert!(r.find(Some("a.example.com"), "/x/y", &Method::POST).is_none());
+        assert!(r.find(Some("a.example.com"), "/x", &Method::GET).is_none());
+    }
+
+    #[test]
+    fn first_match_wins() {
+        let r = Router::new(vec![
+            route("name='api'\npath='/api'\nupstream='app'"),
+            route("name='all'\npath='/'\nupstream='app'"),
+        ]);
+        assert_eq!(&*r.find(None, "/api/1", &Method::GET).unwrap().name, "api");
+        assert_eq!(&*r.find(None, "/other", &Method::GET).unwrap().name, "all");
+    }
+}

@@ -1,0 +1,285 @@
+//! The Prometheus/OpenMetrics registry behind `/metrics`.
+//!
+//! [`Metrics`] owns the registry and every metric family. It is built once at start-up and
+//! shared as an `Arc`. The request path never looks a series up by name: when the binary builds
+//! a config snapshot it asks for a [`RouteMetrics`] per route and an [`UpstreamMetrics`] per
+//! upstream, and those handles cache their series on first use. Label values are bounded: the
+//! route and upstream names come from the config, methods outside the standard nine collapse
+//! into `other`, and statuses into five classes.
+
+pub mod names;
+mod route;
+mod upstream;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
+pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
+
+use route::{RequestLabels, request_duration_histogram};
+use upstream::UpstreamLabels;
+
+/// A gauge holding a float, for timestamps and durations in seconds.
+type F64Gauge = Gauge<f64, AtomicU64>;
+
+/// The labels of `palisade_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// The label of `palisade_config_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+/// The registry and every metric family Palisade exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+    upstream_errors: Family<UpstreamLabels, Counter>,
+    process_start: F64Gauge,
+    startup_duration: F64Gauge,
+    shutdown_duration: F64Gauge,
+    ready: Gauge,
+    ready_last_success: F64Gauge,
+    config_reloads: Family<ReloadLabels, Counter>,
+    config_last_success: F64Gauge,
+    audit_events: Counter,
+    audit_dropped: Counter,
+}
+
+impl Metrics {
+    /// The `Content-Type` of [`Metrics::encode`]'s output.
+    pub const CONTENT_TYPE: &'static str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+    /// Builds the registry, registers every family and sets `palisade_build_info{version}` to 1.
+    pub fn new(version: &str) -> Arc<Metrics> {
+        Self::new_with(version, |_| {})
+    }
+
+    /// Like [`Metrics::new`], and lets the caller register further metrics (a limiter's or a
+    /// delivery queue's) in the same registry before it is frozen. Their names belong in
+    /// [`names`] too.
+    pub fn new_with(version: &str, register: impl FnOnce(&mut Registry)) -> Arc<Metrics> {
+        let mut metrics = Metrics {
+            requests: Family::default(),
+            durations: Family::new_with_constructor(request_duration_histogram),
+            in_flight: Gauge::default(),
+            upstream_errors: Family::default(),
+            process_start: F64Gauge::default(),
+            startup_duration: F64Gauge::default(),
+            shutdown_duration: F64Gauge::default(),
+            ready: Gauge::default(),
+            ready_last_success: F64Gauge::default(),
+            config_reloads: Family::default(),
+            config_last_success: F64Gauge::default(),
+            audit_events: Counter::default(),
+            audit_dropped: Counter::default(),
+            registry: Registry::default(),
+        };
+        let mut registry = std::mem::take(&mut metrics.registry);
+        metrics.register_all(&mut registry, version);
+        register(&mut registry);
+        metrics.registry = registry;
+        Arc::new(metrics)
+    }
+
+    fn register_all(&self, r: &mut Registry, version: &str) {
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: version.to_owned(),
+            })
+            .set(1);
+        // Both results exist from the start so that `rate()` sees the first failure.
+        for result in ["success", "failure"] {
+            let _ = self.config_reloads.get_or_create(&ReloadLabels { result });
+        }
+
+        use names::*;
+        r.register(
+            HTTP_REQUESTS,
+            "HTTP requests answered, by route, method and status class",
+            self.requests.clone(),
+        );
+        r.register(
+            HTTP_REQUEST_DURATION_SECONDS,
+            "Time from receiving an HTTP request to sending its response head, in seconds",
+            self.durations.clone(),
+        );
+        r.register(
+            HTTP_REQUESTS_IN_FLIGHT,
+            "HTTP requests being handled now",
+            self.in_flight.clone(),
+        );
+        r.register(
+            UPSTREAM_REQUEST_ERRORS,
+            "Upstream requests that failed, by upstream and kind of failure",
+            self.upstream_errors.clone(),
+        );
+        r.register(
+            BUILD_INFO,
+            "Always 1; the labels describe the running build",
+            build_info,
+        );
+        r.register(
+            PROCESS_START_TIME_SECONDS,
+            "Unix time the process started, in seconds",
+            self.process_start.clone(),
+        );
+        r.register(
+            PROCESS_STARTUP_DURATION_SECONDS,
+            "Time from process start to first readiness, in seconds",
+            self.startup_duration.clone(),
+        );
+        r.register(
+            PROCESS_SHUTDOWN_DURATION_SECONDS,
+            "Time the graceful shutdown took, in seconds",
+            self.shutdown_duration.clone(),
+        );
+        r.register(
+            READY,
+            "1 while the readiness check passes, else 0",
+            self.ready.clone(),
+        );
+        r.register(
+            READY_LAST_SUCCESS_TIMESTAMP_SECONDS,
+            "Unix time the readiness check last passed, in seconds",
+            self.ready_last_success.clone(),
+        );
+        r.register(
+            CONFIG_RELOADS,
+            "Configuration reloads, by result",
+            self.config_reloads.clone(),
+        );
+        r.register(
+            CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+            "Unix time of the last successful configuration reload, in seconds",
+            self.config_last_success.clone(),
+        );
+        r.register(
+            AUDIT_EVENTS,
+            "Audit events accepted into the audit queue",
+            self.audit_events.clone(),
+        );
+        r.register(
+            AUDIT_EVENTS_DROPPED,
+            "Audit events lost: queue full, writer stopped or write failed",
+            self.audit_dropped.clone(),
+        );
+    }
+
+    /// The handle a route's service records its requests with. Create it when the config
+    /// snapshot is built, not per request. Use [`NO_ROUTE`] for requests that match no route.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics::new(route, self.requests.clone(), self.durations.clone())
+    }
+
+    /// The handle an upstream's client records its failures with.
+    pub fn upstream(&self, upstream: &str) -> UpstreamMetrics {
+        UpstreamMetrics::new(upstream, self.upstream_errors.clone())
+    }
+
+    /// Counts a request in `palisade_http_requests_in_flight` until the guard is dropped.
+    pub fn in_flight(&self) -> InFlightGuard {
+        self.in_flight.inc();
+        InFlightGuard {
+            gauge: self.in_flight.clone(),
+        }
+    }
+
+    /// Sets `palisade_process_start_time_seconds`.
+    pub fn set_process_start_time(&self, unix_secs: f64) {
+        self.process_start.set(unix_secs);
+    }
+
+    /// Sets `palisade_process_startup_duration_seconds`.
+    pub fn set_startup_duration(&self, secs: f64) {
+        self.startup_duration.set(secs);
+    }
+
+    /// Sets `palisade_process_shutdown_duration_seconds`.
+    pub fn set_shutdown_duration(&self, secs: f64) {
+        self.shutdown_duration.set(secs);
+    }
+
+    /// Sets `palisade_ready` and, when `ready`, `palisade_ready_last_success_timestamp_seconds`.
+    pub fn set_ready(&self, ready: bool, now_unix_secs: f64) {
+        self.ready.set(i64::from(ready));
+        if ready {
+            self.ready_last_success.set(now_unix_secs);
+        }
+    }
+
+    /// Counts a configuration reload and, on success, stamps
+    /// `palisade_config_last_reload_success_timestamp_seconds` with the current time.
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.config_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+        if ok {
+            self.config_last_success.set(unix_now());
+        }
+    }
+
+    /// Counts an audit event accepted into the queue.
+    pub(crate) fn audit_event(&self) {
+        self.audit_events.inc();
+    }
+
+    /// Counts audit events that were lost.
+    pub(crate) fn audit_dropped(&self, n: u64) {
+        self.audit_dropped.inc_by(n);
+    }
+
+    /// Renders every metric in the OpenMetrics text format, ending with `# EOF`.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        if let Err(error) = text::encode(&mut out, &self.registry) {
+            // Only a label value's encoder can fail, and ours cannot; never serve half a page.
+            tracing::error!(%error, "failed to encode metrics");
+            out.clear();
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+/// Keeps `palisade_http_requests_in_flight` raised while it lives; see [`Metrics::in_flight`].
+#[derive(Debug)]
+#[must_use = "the request stops counting as in flight when the guard is dropped"]
+pub struct InFlightGuard {
+    gauge: Gauge,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// The current Unix time in seconds (0 if the clock is before 1970).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests;

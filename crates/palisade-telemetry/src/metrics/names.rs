@@ -1,0 +1,42 @@
+//! Every metric name Palisade exports, in one place so they can be grepped.
+//!
+//! Names follow `palisade_<area>_<name>_<unit>`. The registry appends `_total` to counters when
+//! it renders them, so a counter's constant holds the name *without* `_total`; each constant's
+//! doc says the series name that appears on `/metrics`. `docs/metrics.md` describes each metric
+//! and its labels.
+
+/// Counter `palisade_http_requests_total{route,method,status_class}`: requests answered.
+pub const HTTP_REQUESTS: &str = "palisade_http_requests";
+/// Histogram `palisade_http_request_duration_seconds{route,method,status_class}` (with
+/// `_bucket`, `_sum` and `_count` series): time from receiving a request to its response head.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "palisade_http_request_duration_seconds";
+/// Gauge `palisade_http_requests_in_flight`: requests being handled right now.
+pub const HTTP_REQUESTS_IN_FLIGHT: &str = "palisade_http_requests_in_flight";
+/// Counter `palisade_upstream_request_errors_total{upstream,kind}`: failed upstream requests.
+pub const UPSTREAM_REQUEST_ERRORS: &str = "palisade_upstream_request_errors";
+/// Gauge `palisade_build_info{version}`: always 1; the labels describe the build.
+pub const BUILD_INFO: &str = "palisade_build_info";
+/// Gauge `palisade_process_start_time_seconds`: Unix time the process started.
+pub const PROCESS_START_TIME_SECONDS: &str = "palisade_process_start_time_seconds";
+/// Gauge `palisade_process_startup_duration_seconds`: time from start to first readiness.
+pub const PROCESS_STARTUP_DURATION_SECONDS: &str = "palisade_process_startup_duration_seconds";
+/// Gauge `palisade_process_shutdown_duration_seconds`: time the graceful shutdown has taken
+/// (set when it ends; visible only to a scrape that races it).
+pub const PROCESS_SHUTDOWN_DURATION_SECONDS: &str = "palisade_process_shutdown_duration_seconds";
+/// Gauge `palisade_ready`: 1 while the readiness check passes, else 0.
+pub const READY: &str = "palisade_ready";
+/// Gauge `palisade_ready_last_success_timestamp_seconds`: Unix time readiness last passed.
+pub const READY_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
+    "palisade_ready_last_success_timestamp_seconds";
+/// Counter `palisade_config_reloads_total{result}`: configuration reloads, `result` being
+/// `success` or `failure`.
+pub const CONFIG_RELOADS: &str = "palisade_config_reloads";
+/// Gauge `palisade_config_last_reload_success_timestamp_seconds`: Unix time of the last
+/// successful reload.
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =
+    "palisade_config_last_reload_success_timestamp_seconds";
+/// Counter `palisade_audit_events_total`: audit events accepted into the audit queue.
+pub const AUDIT_EVENTS: &str = "palisade_audit_events";
+/// Counter `palisade_audit_events_dropped_total`: audit events lost, because the queue was full,
+/// the writer had stopped, or writing them failed.
+pub const AUDIT_EVENTS_DROPPED: &str = "palisade_audit_events_dropped";

@@ -1,0 +1,24 @@
+//! `palisade`: production hardening for any HTTP service, in one binary.
+//!
+//! `main` only parses the command line and hands over; each command lives in its own module.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod lifecycle;
+mod ops;
+mod readiness;
+mod run;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let started = std::time::Instant::now();
+    match cli::Cli::parse().command {
+        cli::Command::Run(args) => run::run(args, started),
+        cli::Command::Validate(args) => cli::validate(&args),
+        cli::Command::Config(cmd) => cli::config(cmd),
+    }
+}

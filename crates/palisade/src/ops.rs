@@ -1,0 +1,71 @@
+//! The ops listener: `/live`, `/ready`, `/health` and `/metrics`. Read-only and cheap, safe to
+//! expose to the kubelet and Prometheus; everything it serves is cached or in memory.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use palisade_layers::Proxy;
+use palisade_telemetry::metrics::Metrics;
+use serde_json::json;
+
+use crate::readiness::Readiness;
+
+pub struct OpsState {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub proxy: Arc<Proxy>,
+    pub started: Instant,
+}
+
+pub fn router(state: Arc<OpsState>) -> Router {
+    Router::new()
+        .route("/live", get(live))
+        .route("/ready", get(ready))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn live() -> Response {
+    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(json!({"status": "live"}))).into_response()
+}
+
+async fn ready(State(state): State<Arc<OpsState>>) -> Response {
+    let v = state.readiness.verdict();
+    let status = if v.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({"status": v.state, "reasons": v.reasons});
+    (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+async fn health(State(state): State<Arc<OpsState>>) -> Response {
+    let v = state.readiness.verdict();
+    let status = if v.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let snapshot = state.proxy.snapshot();
+    let body = json!({
+        "status": v.state,
+        "reasons": v.reasons,
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_version": snapshot.version,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "components": {
+            "upstreams": v.upstreams,
+            "routes": snapshot.router.routes().len(),
+            "last_check_unix": v.last_check_unix,
+        },
+    });
+    (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

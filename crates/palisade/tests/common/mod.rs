@@ -1,0 +1,61 @@
+//! Shared set-up for the integration tests: a real upstream from the test kit and the real
+//! `palisade` binary in front of it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use palisade_testkit::gateway::{Gateway, GatewayBuilder};
+use palisade_testkit::upstream::UpstreamServer;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_palisade")
+}
+
+/// A config with one upstream "app" at `upstream` and one catch-all route "api", plus `extra`.
+pub fn config_for(upstream: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[lifecycle]
+drain_delay = "0s"
+grace_period = "5s"
+
+[ops]
+ready_check_interval = "100ms"
+
+[upstreams.app]
+endpoints = ["{upstream}"]
+
+[[routes]]
+name = "api"
+path = "/"
+upstream = "app"
+timeout = "1s"
+{extra}
+"#
+    )
+}
+
+/// Upstream plus gateway, ready to take traffic.
+pub async fn start(extra: &str) -> (UpstreamServer, Gateway) {
+    let upstream = UpstreamServer::start().await.expect("upstream starts");
+    let gateway = GatewayBuilder::new(bin())
+        .config(&config_for(upstream.addr(), extra))
+        .wait_ready(true)
+        .spawn()
+        .await
+        .expect("gateway starts");
+    (upstream, gateway)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client builds")
+}
+
+/// Parses a JSON response body, with the raw text in the panic message when it is not JSON.
+pub async fn json(resp: reqwest::Response) -> serde_json::Value {
+    let text = resp.text().await.expect("body reads");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

@@ -1,0 +1,113 @@
+//! The ops listener: probes answer from cached state; metrics parse and count requests.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use palisade_testkit::gateway::{GatewayBuilder, free_port};
+use palisade_testkit::upstream::UpstreamServer;
+
+async fn get(url: &str) -> (u16, String) {
+    let resp = common::client().get(url).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn ready_is_503_until_the_upstream_is_reachable_while_live_stays_200() {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gw = GatewayBuilder::new(common::bin())
+        .config(&common::config_for(addr, ""))
+        .spawn()
+        .await
+        .unwrap();
+    // Give the background check a few rounds (interval 100ms) to settle on "unreachable".
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, body) = get(&gw.ops_url("/ready")).await;
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "not_ready");
+    assert!(v["reasons"][0].as_str().unwrap().contains("\"app\""), "{body}");
+    assert_eq!(get(&gw.ops_url("/live")).await.0, 200);
+
+    let _upstream = UpstreamServer::start_on(addr).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = get(&gw.ops_url("/ready")).await;
+        if status == 200 {
+            assert!(body.contains("\"ready\""), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/ready never turned 200: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = get(&gw.ops_url("/health")).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["components"]["upstreams"][0]["name"], "app");
+    assert_eq!(v["components"]["upstreams"][0]["reachable"], true);
+    assert_eq!(v["config_version"].as_str().unwrap().len(), 12);
+}
+
+#[tokio::test]
+async fn ready_is_503_while_draining_and_live_stays_200() {
+    let upstream = UpstreamServer::start().await.unwrap();
+    let config = common::config_for(upstream.addr(), "").replace("drain_delay = \"0s\"", "drain_delay = \"2s\"");
+    let mut gw = GatewayBuilder::new(common::bin())
+        .config(&config)
+        .wait_ready(true)
+        .spawn()
+        .await
+        .unwrap();
+    gw.signal("TERM").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = get(&gw.ops_url("/ready")).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("draining"), "{body}");
+    assert_eq!(get(&gw.ops_url("/live")).await.0, 200);
+    // Still serving traffic during the drain delay, asking clients to reconnect elsewhere.
+    let resp = common::client().get(gw.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["connection"], "close");
+    let status = gw.wait_exit(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_requests() {
+    let (_up, gw) = common::start("").await;
+    let client = common::client();
+    for _ in 0..3 {
+        client.get(gw.url("/count")).send().await.unwrap().bytes().await.unwrap();
+    }
+    client.get(gw.url("/count?status=503")).send().await.unwrap().bytes().await.unwrap();
+
+    let resp = client.get(gw.ops_url("/metrics")).send().await.unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = resp.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"));
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse");
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let ok = [("route", "api"), ("method", "GET"), ("status_class", "2xx")];
+    let err = [("route", "api"), ("method", "GET"), ("status_class", "5xx")];
+    assert_eq!(value("palisade_http_requests_total", &ok), Some(3.0), "{text}");
+    assert_eq!(value("palisade_http_requests_total", &err), Some(1.0), "{text}");
+    assert!(text.contains("palisade_http_request_duration_seconds_bucket{"), "{text}");
+    assert!(text.contains("palisade_build_info{"), "{text}");
+    for name in [
+        "palisade_process_start_time_seconds",
+        "palisade_process_startup_duration_seconds",
+        "palisade_ready_last_success_timestamp_seconds",
+        "palisade_http_requests_in_flight",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+}

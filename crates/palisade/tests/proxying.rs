@@ -1,0 +1,212 @@
+//! The proxy core against a real upstream: methods, bodies, headers, forwarding rules,
+//! streaming without buffering, keep-alive pooling, h2c and WebSocket pass-through.
+
+mod common;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn get_and_post_reach_the_upstream_with_path_query_and_body() {
+    let (_up, gw) = common::start("").await;
+    let client = common::client();
+
+    let resp = client.get(gw.url("/users/7?expand=1")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo = common::json(resp).await;
+    assert_eq!(echo["method"], "GET");
+    assert_eq!(echo["path"], "/users/7");
+    assert_eq!(echo["query"], "expand=1");
+
+    let resp = client
+        .post(gw.url("/orders"))
+        .header("content-type", "application/json")
+        .body(r#"{"sku":"A-1","qty":2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo = common::json(resp).await;
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["body_bytes"], 21);
+    assert_eq!(echo["headers"]["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn upstream_status_and_headers_come_back_unchanged() {
+    let (_up, gw) = common::start("").await;
+    let resp = common::client()
+        .get(gw.url("/x?status=418&set_header=x-app:teapot"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 418);
+    assert_eq!(resp.headers()["x-app"], "teapot");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_both_ways() {
+    let (_up, gw) = common::start("").await;
+    let resp = common::client()
+        .get(gw.url("/hop?hop=1"))
+        .header("connection", "x-private")
+        .header("x-private", "drop-me")
+        .header("proxy-authorization", "Basic c2VjcmV0")
+        .header("te", "trailers")
+        .header("x-end-to-end", "keep-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Response side: the upstream sent Connection: x-hop-test, x-hop-test, keep-alive, proxy-authenticate.
+    for name in ["x-hop-test", "keep-alive", "proxy-authenticate"] {
+        assert!(!resp.headers().contains_key(name), "{name} leaked to the client");
+    }
+    let echo = common::json(resp).await;
+    let sent = &echo["headers"];
+    for name in ["x-private", "proxy-authorization", "te"] {
+        assert!(sent.get(name).is_none(), "{name} reached the upstream: {sent}");
+    }
+    assert_eq!(sent["x-end-to-end"], "keep-me");
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
+    let (_up, gw) = common::start("").await;
+    let resp = common::client()
+        .get(gw.url("/"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "forged.example")
+        .header("host", "shop.example")
+        .send()
+        .await
+        .unwrap();
+    let echo = common::json(resp).await;
+    let h = &echo["headers"];
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "shop.example");
+    assert_eq!(h["host"], "shop.example", "the original Host is kept for the upstream");
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_a_trusted_proxy_are_extended() {
+    let upstream = palisade_testkit::upstream::UpstreamServer::start().await.unwrap();
+    let config = common::config_for(upstream.addr(), "")
+        .replace("[lifecycle]", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[lifecycle]");
+    let gw = palisade_testkit::gateway::GatewayBuilder::new(common::bin())
+        .config(&config)
+        .spawn()
+        .await
+        .unwrap();
+    let resp = common::client()
+        .get(gw.url("/"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "shop.example")
+        .send()
+        .await
+        .unwrap();
+    let echo = common::json(resp).await;
+    let h = &echo["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "shop.example");
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[tokio::test]
+async fn streams_100_mib_both_ways_without_buffering() {
+    let (_up, gw) = common::start("").await;
+    let client = common::client();
+    let baseline = gw.rss_kb().expect("rss readable");
+
+    // Upload: 100 MiB produced lazily, 64 KiB at a time.
+    let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+    let chunks = (100 * MIB / chunk.len() as u64) as usize;
+    let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let resp = client
+        .post(gw.url("/upload"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(common::json(resp).await["body_bytes"], 100 * MIB);
+
+    // Download: 100 MiB read chunk by chunk.
+    let mut resp = client
+        .get(gw.url(&format!("/download?size={}", 100 * MIB)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut received = 0u64;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        received += chunk.len() as u64;
+    }
+    assert_eq!(received, 100 * MIB);
+
+    // A buffering proxy would have grown by 100 MiB; allow a few MiB of buffers.
+    let peak = gw.peak_rss_kb().expect("peak rss readable");
+    assert!(
+        peak < baseline + 32 * 1024,
+        "peak RSS {peak} kB grew by more than 32 MiB over the {baseline} kB baseline"
+    );
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_reused() {
+    let up = palisade_testkit::upstream::UpstreamServer::start().await.unwrap();
+    // Readiness probes open connections too: check once at start, then not during the test.
+    let config = common::config_for(up.addr(), "").replace("\"100ms\"", "\"1h\"");
+    let gw = palisade_testkit::gateway::GatewayBuilder::new(common::bin())
+        .config(&config)
+        .wait_ready(true)
+        .spawn()
+        .await
+        .unwrap();
+    let probes = up.connections_seen();
+    let client = common::client();
+    for _ in 0..50 {
+        let resp = client.get(gw.url("/ping")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(up.requests_seen(), 50);
+    let opened = up.connections_seen() - probes;
+    assert!(opened <= 2, "50 sequential requests opened {opened} upstream connections");
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_served() {
+    let (_up, gw) = common::start("").await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let resp = client.get(gw.url("/h2?x=1")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let echo = common::json(resp).await;
+    assert_eq!(echo["path"], "/h2");
+    assert_eq!(echo["version"], "HTTP/1.1", "the upstream is spoken to over HTTP/1.1");
+    assert!(echo["headers"]["host"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_through() {
+    let (_up, gw) = common::start("").await;
+    let url = format!("ws://{}/ws", gw.proxy_addr);
+    let (mut ws, resp) = tokio_tungstenite::connect_async(url).await.expect("handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "second message"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echoed = ws.next().await.expect("a reply").unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let echoed = ws.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_data().as_ref(), &[1, 2, 3]);
+    ws.close(None).await.unwrap();
+}
