@@ -30,7 +30,12 @@ impl TrustedProxies {
     /// Sets the forwarding headers for the upstream and returns the client address: the peer
     /// itself, or — behind trusted proxies — the right-most address in `X-Forwarded-For` that
     /// is not a trusted proxy.
-    pub fn apply(&self, headers: &mut HeaderMap, peer: IpAddr, host: Option<&HeaderValue>) -> IpAddr {
+    pub fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        peer: IpAddr,
+        host: Option<&HeaderValue>,
+    ) -> IpAddr {
         let peer = peer.to_canonical();
         let trusted = self.contains(peer);
         let mut client = peer;
@@ -110,7 +115,10 @@ mod tests {
         ]);
         let client = tp.apply(&mut h, "10.0.0.2".parse().unwrap(), None);
         assert_eq!(client.to_string(), "203.0.113.9");
-        assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "203.0.113.9, 10.1.1.1, 10.0.0.2");
+        assert_eq!(
+            h.get(&X_FORWARDED_FOR).unwrap(),
+            "203.0.113.9, 10.1.1.1, 10.0.0.2"
+        );
         assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
         assert_eq!(h.get(&X_FORWARDED_HOST).unwrap(), "shop.example");
     }

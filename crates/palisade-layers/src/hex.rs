@@ -19,5 +19,6 @@ pub fn encode_u64(n: u64) -> [u8; 16] {
 }
 
 pub fn is_lower_hex(s: &[u8]) -> bool {
-    s.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    s.iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }

@@ -109,18 +109,24 @@ impl Proxy {
     }
 
     /// Handles one request end to end. Never fails: every problem becomes a response.
-    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
         let start = Instant::now();
         let in_flight = self.metrics.in_flight();
         let snap = self.snapshot.load_full();
         let request_id = request_id::resolve(req.headers().get(&X_REQUEST_ID));
         let trace = TraceContext::from_headers(req.headers());
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-        let client_ip = snap.trusted.apply(req.headers_mut(), peer.ip(), host.as_ref());
+        let host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let client_ip = snap
+            .trusted
+            .apply(req.headers_mut(), peer.ip(), host.as_ref());
         let bytes_in = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -128,12 +134,20 @@ impl Proxy {
 
         let route = snap
             .router
-            .find(host.as_ref().and_then(|h| h.to_str().ok()), req.uri().path(), req.method())
+            .find(
+                host.as_ref().and_then(|h| h.to_str().ok()),
+                req.uri().path(),
+                req.method(),
+            )
             .cloned();
         let mut record = AccessRecord {
             start,
-            route: route.as_ref().map_or_else(|| Arc::from("none"), |r| r.name.clone()),
-            metrics: route.as_ref().map_or_else(|| snap.no_route.clone(), |r| r.metrics.clone()),
+            route: route
+                .as_ref()
+                .map_or_else(|| Arc::from("none"), |r| r.name.clone()),
+            metrics: route
+                .as_ref()
+                .map_or_else(|| snap.no_route.clone(), |r| r.metrics.clone()),
             method: req.method().clone(),
             path: req.uri().path().to_owned(),
             status: 0,
@@ -218,7 +232,8 @@ impl Proxy {
         }
         strip_hop_by_hop(resp.headers_mut(), switching);
         resp.headers_mut().insert(X_REQUEST_ID, request_id);
-        resp.headers_mut().insert(TRACERESPONSE, trace.header_value());
+        resp.headers_mut()
+            .insert(TRACERESPONSE, trace.header_value());
         record.status = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, ResponseBody::upstream(body, Some(record)))
@@ -288,7 +303,8 @@ impl std::fmt::Display for ErrorChain<'_> {
 
 fn problem(error: ProxyError, mut record: AccessRecord) -> Response<ResponseBody> {
     let request_id = record.request_id.clone();
-    let (status, content_type, body) = problem_parts(error, request_id.to_str().unwrap_or_default());
+    let (status, content_type, body) =
+        problem_parts(error, request_id.to_str().unwrap_or_default());
     record.status = status.as_u16();
     let traceresponse = record.trace.header_value();
     let mut resp = Response::new(ResponseBody::full(body, Some(record)));

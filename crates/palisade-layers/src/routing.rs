@@ -141,9 +141,15 @@ mod tests {
         let r = Router::new(vec![route(
             "name='h'\npath='/x'\nmatch='exact'\nhost='*.example.com'\nmethods=['POST']\nupstream='app'",
         )]);
-        assert!(r.find(Some("a.example.com:8080"), "/x", &Method::POST).is_some());
+        assert!(
+            r.find(Some("a.example.com:8080"), "/x", &Method::POST)
+                .is_some()
+        );
         assert!(r.find(Some("example.com"), "/x", &Method::POST).is_none());
-        assert!(r.find(Some("a.example.com"), "/x/y", &Method::POST).is_none());
+        assert!(
+            r.find(Some("a.example.com"), "/x/y", &Method::POST)
+                .is_none()
+        );
         assert!(r.find(Some("a.example.com"), "/x", &Method::GET).is_none());
     }
 

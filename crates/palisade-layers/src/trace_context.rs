@@ -91,7 +91,11 @@ fn parse(v: &[u8]) -> Option<([u8; 32], [u8; 16], [u8; 2])> {
     if trace.iter().all(|&b| b == b'0') || parent.iter().all(|&b| b == b'0') {
         return None;
     }
-    Some((trace.try_into().ok()?, parent.try_into().ok()?, flags.try_into().ok()?))
+    Some((
+        trace.try_into().ok()?,
+        parent.try_into().ok()?,
+        flags.try_into().ok()?,
+    ))
 }
 
 fn new_trace_id() -> [u8; 32] {

@@ -45,7 +45,11 @@ pub struct UpstreamBuildError {
 }
 
 impl Upstream {
-    pub fn new(name: &str, cfg: &UpstreamConfig, metrics: UpstreamMetrics) -> Result<Self, UpstreamBuildError> {
+    pub fn new(
+        name: &str,
+        cfg: &UpstreamConfig,
+        metrics: UpstreamMetrics,
+    ) -> Result<Self, UpstreamBuildError> {
         let err = |problem: String| UpstreamBuildError {
             upstream: name.to_owned(),
             problem,
@@ -106,7 +110,10 @@ impl Upstream {
     }
 
     /// The URI of the next endpoint in round-robin order, with the request's path and query.
-    pub fn next_uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Result<Uri, http::Error> {
+    pub fn next_uri(
+        &self,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Result<Uri, http::Error> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len().max(1);
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(Scheme::HTTP);
@@ -124,7 +131,8 @@ impl Upstream {
     pub async fn probe(&self) -> bool {
         for ep in &self.endpoints {
             let addr = ep.as_str().to_owned();
-            let attempt = tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr));
+            let attempt =
+                tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr));
             if matches!(attempt.await, Ok(Ok(_))) {
                 return true;
             }
@@ -134,7 +142,8 @@ impl Upstream {
 
     #[cfg(test)]
     pub(crate) fn for_tests(name: &str) -> Self {
-        let cfg: UpstreamConfig = toml::from_str("endpoints = ['127.0.0.1:9']").expect("valid test config");
+        let cfg: UpstreamConfig =
+            toml::from_str("endpoints = ['127.0.0.1:9']").expect("valid test config");
         let metrics = palisade_telemetry::metrics::Metrics::new("test");
         Self::new(name, &cfg, metrics.upstream(name)).expect("valid test upstream")
     }
@@ -151,10 +160,16 @@ mod tests {
         let metrics = palisade_telemetry::metrics::Metrics::new("test");
         let up = Upstream::new("app", &cfg, metrics.upstream("app")).unwrap();
         let pq = http::uri::PathAndQuery::from_static("/a?b=1");
-        let uris: Vec<String> = (0..3).map(|_| up.next_uri(Some(&pq)).unwrap().to_string()).collect();
+        let uris: Vec<String> = (0..3)
+            .map(|_| up.next_uri(Some(&pq)).unwrap().to_string())
+            .collect();
         assert_eq!(
             uris,
-            ["http://127.0.0.1:1/a?b=1", "http://127.0.0.1:2/a?b=1", "http://127.0.0.1:1/a?b=1"]
+            [
+                "http://127.0.0.1:1/a?b=1",
+                "http://127.0.0.1:2/a?b=1",
+                "http://127.0.0.1:1/a?b=1"
+            ]
         );
     }
 }

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use palisade_config::{ConfigErrors, LoadedConfig};
 
 #[derive(Parser)]
-#[command(name = "palisade", version, about = "Production hardening for any HTTP service, in one binary.")]
+#[command(
+    name = "palisade",
+    version,
+    about = "Production hardening for any HTTP service, in one binary."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

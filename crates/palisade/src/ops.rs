@@ -32,19 +32,37 @@ pub fn router(state: Arc<OpsState>) -> Router {
 }
 
 async fn live() -> Response {
-    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(json!({"status": "live"}))).into_response()
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({"status": "live"})),
+    )
+        .into_response()
 }
 
 async fn ready(State(state): State<Arc<OpsState>>) -> Response {
     let v = state.readiness.verdict();
-    let status = if v.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if v.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({"status": v.state, "reasons": v.reasons});
-    (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 async fn health(State(state): State<Arc<OpsState>>) -> Response {
     let v = state.readiness.verdict();
-    let status = if v.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if v.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let snapshot = state.proxy.snapshot();
     let body = json!({
         "status": v.state,
@@ -58,7 +76,12 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
             "last_check_unix": v.last_check_unix,
         },
     });
-    (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<Arc<OpsState>>) -> Response {

@@ -60,10 +60,21 @@ impl Readiness {
             reasons.push("starting: first upstream check not finished".to_owned());
             "starting"
         } else {
-            for u in report.upstreams.iter().filter(|u| u.required && !u.reachable) {
-                reasons.push(format!("upstream {:?} unreachable: no endpoint accepts connections", u.name));
+            for u in report
+                .upstreams
+                .iter()
+                .filter(|u| u.required && !u.reachable)
+            {
+                reasons.push(format!(
+                    "upstream {:?} unreachable: no endpoint accepts connections",
+                    u.name
+                ));
             }
-            if reasons.is_empty() { "ready" } else { "not_ready" }
+            if reasons.is_empty() {
+                "ready"
+            } else {
+                "not_ready"
+            }
         };
         Verdict {
             ready: state == "ready",
@@ -97,7 +108,12 @@ impl Readiness {
     }
 
     /// Runs [`Readiness::check`] every `interval` until the task is dropped.
-    pub async fn run(self: Arc<Self>, proxy: Arc<Proxy>, metrics: Arc<Metrics>, interval: Duration) {
+    pub async fn run(
+        self: Arc<Self>,
+        proxy: Arc<Proxy>,
+        metrics: Arc<Metrics>,
+        interval: Duration,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -108,5 +124,6 @@ impl Readiness {
 }
 
 pub fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

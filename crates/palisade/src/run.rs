@@ -72,7 +72,9 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     };
     let audit_task = audit_writer.spawn();
     if args.config.is_none() {
-        tracing::warn!("no --config given: running the built-in example config (see `palisade config example`)");
+        tracing::warn!(
+            "no --config given: running the built-in example config (see `palisade config example`)"
+        );
     }
     let snapshot = match Snapshot::build(&loaded, &metrics) {
         Ok(s) => s,
@@ -131,7 +133,13 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = cfg.lifecycle.grace_period.get();
     let builder = Arc::new(server::builder(&cfg.server));
-    let mut accept = tokio::spawn(server::accept_loop(proxy_listener, builder, proxy.clone(), stop_rx, grace));
+    let mut accept = tokio::spawn(server::accept_loop(
+        proxy_listener,
+        builder,
+        proxy.clone(),
+        stop_rx,
+        grace,
+    ));
 
     metrics.set_startup_duration(started.elapsed().as_secs_f64());
     tracing::info!(
@@ -154,7 +162,12 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
 
     let shutdown_started = Instant::now();
     let drain = cfg.lifecycle.drain_delay.get();
-    tracing::info!(signal = reason, drain_ms = drain.as_millis() as u64, grace_ms = grace.as_millis() as u64, "shutdown requested; draining");
+    tracing::info!(
+        signal = reason,
+        drain_ms = drain.as_millis() as u64,
+        grace_ms = grace.as_millis() as u64,
+        "shutdown requested; draining"
+    );
     readiness.set_draining();
     proxy.set_draining();
     metrics.set_ready(false, unix(SystemTime::now()));
@@ -187,7 +200,11 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     let elapsed = shutdown_started.elapsed();
     metrics.set_shutdown_duration(elapsed.as_secs_f64());
     let clean = cut == 0 && !cut_short;
-    let outcome = if clean { AuditOutcome::Success } else { AuditOutcome::Failure };
+    let outcome = if clean {
+        AuditOutcome::Success
+    } else {
+        AuditOutcome::Failure
+    };
     audit.emit(
         AuditEvent::now(AuditCategory::Lifecycle, "shutdown", outcome).details(json!({
             "signal": reason,
@@ -198,7 +215,10 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     audit.close(Duration::from_secs(2)).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), audit_task).await;
     if clean {
-        tracing::info!(duration_ms = elapsed.as_millis() as u64, "shutdown complete: all in-flight requests finished");
+        tracing::info!(
+            duration_ms = elapsed.as_millis() as u64,
+            "shutdown complete: all in-flight requests finished"
+        );
         ExitCode::SUCCESS
     } else {
         tracing::error!(
@@ -213,10 +233,12 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
 /// SIGHUP: load the config again and swap it in only if it is valid and can be applied;
 /// otherwise keep serving the old one. Listener and log settings need a restart.
 fn reload(args: &ConfigArg, proxy: &Proxy, metrics: &Metrics, audit: &AuditSink) {
-    let result = cli::load(args).map_err(|e| e.to_string()).and_then(|loaded| {
-        let snapshot = Snapshot::build(&loaded, metrics).map_err(|e| e.to_string())?;
-        Ok((loaded, snapshot))
-    });
+    let result = cli::load(args)
+        .map_err(|e| e.to_string())
+        .and_then(|loaded| {
+            let snapshot = Snapshot::build(&loaded, metrics).map_err(|e| e.to_string())?;
+            Ok((loaded, snapshot))
+        });
     match result {
         Ok((loaded, snapshot)) => {
             proxy.swap(snapshot);

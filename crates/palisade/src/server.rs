@@ -22,7 +22,11 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout.get());
     builder.http2().timer(TokioTimer::new());
-    if cfg.http2 { builder } else { builder.http1_only() }
+    if cfg.http2 {
+        builder
+    } else {
+        builder.http1_only()
+    }
 }
 
 /// Accepts until `stop` turns true, then drops the listener (new connections are refused) and

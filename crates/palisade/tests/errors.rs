@@ -13,12 +13,26 @@ async fn assert_problem(resp: reqwest::Response, status: u16, slug: &str) -> ser
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let text = resp.text().await.unwrap();
     assert!(text.len() < 300, "problem body is small: {text}");
-    for leak in ["127.0.0.1", "connect", "refused", "error trying", "hyper", "os error", "tcp"] {
-        assert!(!text.to_lowercase().contains(leak), "body leaks {leak:?}: {text}");
+    for leak in [
+        "127.0.0.1",
+        "connect",
+        "refused",
+        "error trying",
+        "hyper",
+        "os error",
+        "tcp",
+    ] {
+        assert!(
+            !text.to_lowercase().contains(leak),
+            "body leaks {leak:?}: {text}"
+        );
     }
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["status"], status);
-    assert_eq!(body["type"], format!("https://palisade.dev/problems/{slug}"));
+    assert_eq!(
+        body["type"],
+        format!("https://palisade.dev/problems/{slug}")
+    );
     assert_eq!(body["request_id"], request_id);
     body
 }
@@ -27,8 +41,16 @@ async fn assert_problem(resp: reqwest::Response, status: u16, slug: &str) -> ser
 async fn no_matching_route_is_404() {
     let upstream = UpstreamServer::start().await.unwrap();
     let config = common::config_for(upstream.addr(), "").replace("path = \"/\"", "path = \"/api\"");
-    let gw = GatewayBuilder::new(common::bin()).config(&config).spawn().await.unwrap();
-    let resp = common::client().get(gw.url("/elsewhere")).send().await.unwrap();
+    let gw = GatewayBuilder::new(common::bin())
+        .config(&config)
+        .spawn()
+        .await
+        .unwrap();
+    let resp = common::client()
+        .get(gw.url("/elsewhere"))
+        .send()
+        .await
+        .unwrap();
     let body = assert_problem(resp, 404, "no-route").await;
     assert_eq!(body["title"], "Not Found");
     assert_eq!(upstream.requests_seen(), 0);
@@ -43,11 +65,24 @@ async fn unreachable_upstream_is_502() {
         .spawn()
         .await
         .unwrap();
-    let resp = common::client().post(gw.url("/orders")).body("{}").send().await.unwrap();
+    let resp = common::client()
+        .post(gw.url("/orders"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 502, "upstream-unavailable").await;
-    let metrics = common::client().get(gw.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = common::client()
+        .get(gw.ops_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.contains(r#"palisade_upstream_request_errors_total{upstream="app",kind="connect"} 1"#),
+        metrics
+            .contains(r#"palisade_upstream_request_errors_total{upstream="app",kind="connect"} 1"#),
         "{metrics}"
     );
 }
@@ -56,7 +91,11 @@ async fn unreachable_upstream_is_502() {
 async fn slow_upstream_is_504_after_the_route_timeout() {
     let (_up, gw) = common::start("").await;
     let started = std::time::Instant::now();
-    let resp = common::client().get(gw.url("/slow?latency=3s")).send().await.unwrap();
+    let resp = common::client()
+        .get(gw.url("/slow?latency=3s"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 504, "upstream-timeout").await;
     // The route timeout is 1s; the upstream would have answered after 3s.
     assert!(started.elapsed() < std::time::Duration::from_millis(2900));
@@ -65,7 +104,16 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
 #[tokio::test]
 async fn body_over_the_route_limit_is_413() {
     let (up, gw) = common::start("max_request_body = \"1KiB\"").await;
-    let resp = common::client().post(gw.url("/upload")).body(vec![b'x'; 4096]).send().await.unwrap();
+    let resp = common::client()
+        .post(gw.url("/upload"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 413, "payload-too-large").await;
-    assert_eq!(up.requests_seen(), 0, "the upstream never saw the oversized request");
+    assert_eq!(
+        up.requests_seen(),
+        0,
+        "the upstream never saw the oversized request"
+    );
 }

@@ -75,7 +75,10 @@ async fn a_missing_or_malformed_traceparent_starts_a_new_trace() {
     let forwarded = echo["headers"]["traceparent"].as_str().unwrap();
     assert_eq!(forwarded.len(), 55);
     assert!(forwarded.starts_with("00-"));
-    assert!(echo["headers"].get("tracestate").is_none(), "state of a broken context is dropped");
+    assert!(
+        echo["headers"].get("tracestate").is_none(),
+        "state of a broken context is dropped"
+    );
 }
 
 #[tokio::test]
@@ -92,11 +95,19 @@ async fn the_access_log_line_carries_ids() {
         .await
         .unwrap();
     let line = gw
-        .wait_for_line(|l| l.contains("log-me-123"), std::time::Duration::from_secs(5))
+        .wait_for_line(
+            |l| l.contains("log-me-123"),
+            std::time::Duration::from_secs(5),
+        )
         .await
         .expect("an access log line");
     let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-    let field = |name: &str| v.get(name).or_else(|| v["fields"].get(name)).cloned().unwrap_or_default();
+    let field = |name: &str| {
+        v.get(name)
+            .or_else(|| v["fields"].get(name))
+            .cloned()
+            .unwrap_or_default()
+    };
     assert_eq!(field("route"), "api");
     assert_eq!(field("method"), "GET");
     assert_eq!(field("path"), "/orders/9");
@@ -106,5 +117,8 @@ async fn the_access_log_line_carries_ids() {
     assert!(field("span_id").as_str().is_some_and(|s| s.len() == 16));
     assert!(field("duration_ms").is_number());
     assert!(field("bytes_out").as_u64().is_some_and(|b| b > 0));
-    assert!(!line.contains("should-not-be-logged"), "the query string is not logged");
+    assert!(
+        !line.contains("should-not-be-logged"),
+        "the query string is not logged"
+    );
 }

@@ -26,7 +26,10 @@ async fn ready_is_503_until_the_upstream_is_reachable_while_live_stays_200() {
     assert_eq!(status, 503, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "not_ready");
-    assert!(v["reasons"][0].as_str().unwrap().contains("\"app\""), "{body}");
+    assert!(
+        v["reasons"][0].as_str().unwrap().contains("\"app\""),
+        "{body}"
+    );
     assert_eq!(get(&gw.ops_url("/live")).await.0, 200);
 
     let _upstream = UpstreamServer::start_on(addr).await.unwrap();
@@ -51,7 +54,8 @@ async fn ready_is_503_until_the_upstream_is_reachable_while_live_stays_200() {
 #[tokio::test]
 async fn ready_is_503_while_draining_and_live_stays_200() {
     let upstream = UpstreamServer::start().await.unwrap();
-    let config = common::config_for(upstream.addr(), "").replace("drain_delay = \"0s\"", "drain_delay = \"2s\"");
+    let config = common::config_for(upstream.addr(), "")
+        .replace("drain_delay = \"0s\"", "drain_delay = \"2s\"");
     let mut gw = GatewayBuilder::new(common::bin())
         .config(&config)
         .wait_ready(true)
@@ -77,30 +81,63 @@ async fn metrics_parse_and_count_requests() {
     let (_up, gw) = common::start("").await;
     let client = common::client();
     for _ in 0..3 {
-        client.get(gw.url("/count")).send().await.unwrap().bytes().await.unwrap();
+        client
+            .get(gw.url("/count"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
     }
-    client.get(gw.url("/count?status=503")).send().await.unwrap().bytes().await.unwrap();
+    client
+        .get(gw.url("/count?status=503"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
 
     let resp = client.get(gw.ops_url("/metrics")).send().await.unwrap();
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     let text = resp.text().await.unwrap();
     assert!(text.ends_with("# EOF\n"));
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("metrics parse");
     let value = |name: &str, labels: &[(&str, &str)]| {
         scrape
             .samples
             .iter()
             .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
             .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
                 _ => f64::NAN,
             })
     };
     let ok = [("route", "api"), ("method", "GET"), ("status_class", "2xx")];
     let err = [("route", "api"), ("method", "GET"), ("status_class", "5xx")];
-    assert_eq!(value("palisade_http_requests_total", &ok), Some(3.0), "{text}");
-    assert_eq!(value("palisade_http_requests_total", &err), Some(1.0), "{text}");
-    assert!(text.contains("palisade_http_request_duration_seconds_bucket{"), "{text}");
+    assert_eq!(
+        value("palisade_http_requests_total", &ok),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("palisade_http_requests_total", &err),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
     assert!(text.contains("palisade_build_info{"), "{text}");
     for name in [
         "palisade_process_start_time_seconds",

@@ -12,7 +12,11 @@ async fn get_and_post_reach_the_upstream_with_path_query_and_body() {
     let (_up, gw) = common::start("").await;
     let client = common::client();
 
-    let resp = client.get(gw.url("/users/7?expand=1")).send().await.unwrap();
+    let resp = client
+        .get(gw.url("/users/7?expand=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let echo = common::json(resp).await;
     assert_eq!(echo["method"], "GET");
@@ -61,12 +65,18 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     assert_eq!(resp.status(), 200);
     // Response side: the upstream sent Connection: x-hop-test, x-hop-test, keep-alive, proxy-authenticate.
     for name in ["x-hop-test", "keep-alive", "proxy-authenticate"] {
-        assert!(!resp.headers().contains_key(name), "{name} leaked to the client");
+        assert!(
+            !resp.headers().contains_key(name),
+            "{name} leaked to the client"
+        );
     }
     let echo = common::json(resp).await;
     let sent = &echo["headers"];
     for name in ["x-private", "proxy-authorization", "te"] {
-        assert!(sent.get(name).is_none(), "{name} reached the upstream: {sent}");
+        assert!(
+            sent.get(name).is_none(),
+            "{name} reached the upstream: {sent}"
+        );
     }
     assert_eq!(sent["x-end-to-end"], "keep-me");
 }
@@ -88,14 +98,21 @@ async fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "shop.example");
-    assert_eq!(h["host"], "shop.example", "the original Host is kept for the upstream");
+    assert_eq!(
+        h["host"], "shop.example",
+        "the original Host is kept for the upstream"
+    );
 }
 
 #[tokio::test]
 async fn forwarded_headers_from_a_trusted_proxy_are_extended() {
-    let upstream = palisade_testkit::upstream::UpstreamServer::start().await.unwrap();
-    let config = common::config_for(upstream.addr(), "")
-        .replace("[lifecycle]", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[lifecycle]");
+    let upstream = palisade_testkit::upstream::UpstreamServer::start()
+        .await
+        .unwrap();
+    let config = common::config_for(upstream.addr(), "").replace(
+        "[lifecycle]",
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[lifecycle]",
+    );
     let gw = palisade_testkit::gateway::GatewayBuilder::new(common::bin())
         .config(&config)
         .spawn()
@@ -127,7 +144,9 @@ async fn streams_100_mib_both_ways_without_buffering() {
     // Upload: 100 MiB produced lazily, 64 KiB at a time.
     let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
     let chunks = (100 * MIB / chunk.len() as u64) as usize;
-    let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let stream = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
     let resp = client
         .post(gw.url("/upload"))
         .body(reqwest::Body::wrap_stream(stream))
@@ -160,7 +179,9 @@ async fn streams_100_mib_both_ways_without_buffering() {
 
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_reused() {
-    let up = palisade_testkit::upstream::UpstreamServer::start().await.unwrap();
+    let up = palisade_testkit::upstream::UpstreamServer::start()
+        .await
+        .unwrap();
     // Readiness probes open connections too: check once at start, then not during the test.
     let config = common::config_for(up.addr(), "").replace("\"100ms\"", "\"1h\"");
     let gw = palisade_testkit::gateway::GatewayBuilder::new(common::bin())
@@ -178,27 +199,43 @@ async fn upstream_connections_are_pooled_and_reused() {
     }
     assert_eq!(up.requests_seen(), 50);
     let opened = up.connections_seen() - probes;
-    assert!(opened <= 2, "50 sequential requests opened {opened} upstream connections");
+    assert!(
+        opened <= 2,
+        "50 sequential requests opened {opened} upstream connections"
+    );
 }
 
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let (_up, gw) = common::start("").await;
-    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let resp = client.get(gw.url("/h2?x=1")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     let echo = common::json(resp).await;
     assert_eq!(echo["path"], "/h2");
-    assert_eq!(echo["version"], "HTTP/1.1", "the upstream is spoken to over HTTP/1.1");
-    assert!(echo["headers"]["host"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(
+        echo["version"], "HTTP/1.1",
+        "the upstream is spoken to over HTTP/1.1"
+    );
+    assert!(
+        echo["headers"]["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 }
 
 #[tokio::test]
 async fn websocket_upgrade_passes_through() {
     let (_up, gw) = common::start("").await;
     let url = format!("ws://{}/ws", gw.proxy_addr);
-    let (mut ws, resp) = tokio_tungstenite::connect_async(url).await.expect("handshake through the proxy");
+    let (mut ws, resp) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("handshake through the proxy");
     assert_eq!(resp.status(), 101);
     for text in ["hello", "second message"] {
         ws.send(Message::text(text)).await.unwrap();

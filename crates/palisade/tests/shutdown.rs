@@ -31,8 +31,13 @@ async fn sigterm_under_load_fails_no_accepted_request() {
     let url = gw.url("/work?latency=150ms");
     let mut workers = Vec::new();
     for _ in 0..8 {
-        let (ok, ok_after, failed, signalled, url) =
-            (ok.clone(), ok_after_signal.clone(), failed.clone(), signalled.clone(), url.clone());
+        let (ok, ok_after, failed, signalled, url) = (
+            ok.clone(),
+            ok_after_signal.clone(),
+            failed.clone(),
+            signalled.clone(),
+            url.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let client = common::client();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -48,7 +53,10 @@ async fn sigterm_under_load_fails_no_accepted_request() {
                             failed.lock().unwrap().push("body cut".into());
                         }
                     }
-                    Ok(resp) => failed.lock().unwrap().push(format!("status {}", resp.status())),
+                    Ok(resp) => failed
+                        .lock()
+                        .unwrap()
+                        .push(format!("status {}", resp.status())),
                     // Refused: the listener is closed, so the request was never accepted.
                     Err(e) if e.is_connect() => break,
                     Err(e) => failed.lock().unwrap().push(format!("{e:?}")),
@@ -67,13 +75,29 @@ async fn sigterm_under_load_fails_no_accepted_request() {
     }
 
     assert!(status.success(), "exit status {status:?}");
-    assert!(took < Duration::from_secs(5), "exit took {took:?}, past drain + grace");
-    assert!(failed.lock().unwrap().is_empty(), "failed requests: {:?}", failed.lock().unwrap());
-    assert!(ok.load(Ordering::SeqCst) > 20, "load ran: {} requests", ok.load(Ordering::SeqCst));
-    assert!(ok_after_signal.load(Ordering::SeqCst) > 0, "requests in flight at SIGTERM completed");
+    assert!(
+        took < Duration::from_secs(5),
+        "exit took {took:?}, past drain + grace"
+    );
+    assert!(
+        failed.lock().unwrap().is_empty(),
+        "failed requests: {:?}",
+        failed.lock().unwrap()
+    );
+    assert!(
+        ok.load(Ordering::SeqCst) > 20,
+        "load ran: {} requests",
+        ok.load(Ordering::SeqCst)
+    );
+    assert!(
+        ok_after_signal.load(Ordering::SeqCst) > 0,
+        "requests in flight at SIGTERM completed"
+    );
     let lines = gw.output_lines();
     assert!(
-        lines.iter().any(|l| l.contains("\"type\":\"audit\"") && l.contains("\"action\":\"shutdown\"") && l.contains("\"outcome\":\"success\"")),
+        lines.iter().any(|l| l.contains("\"type\":\"audit\"")
+            && l.contains("\"action\":\"shutdown\"")
+            && l.contains("\"outcome\":\"success\"")),
         "shutdown audit event: {lines:#?}"
     );
 }
@@ -98,9 +122,15 @@ async fn past_the_grace_period_connections_are_cut_and_the_exit_says_so() {
     let status = gw.wait_exit(Duration::from_secs(10)).await.unwrap();
     assert_eq!(status.code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(stuck.await.unwrap().is_err(), "the stuck request's connection was closed");
+    assert!(
+        stuck.await.unwrap().is_err(),
+        "the stuck request's connection was closed"
+    );
     let lines = gw.output_lines();
-    assert!(lines.iter().any(|l| l.contains("shutdown forced")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("shutdown forced")),
+        "{lines:#?}"
+    );
     assert!(
         lines.iter().any(|l| l.contains("\"action\":\"shutdown\"") && l.contains("\"outcome\":\"failure\"")),
         "{lines:#?}"
@@ -111,7 +141,10 @@ async fn past_the_grace_period_connections_are_cut_and_the_exit_says_so() {
 async fn config_load_is_an_audit_event() {
     let (_up, gw) = common::start("").await;
     let line = gw
-        .wait_for_line(|l| l.contains("\"type\":\"audit\"") && l.contains("\"action\":\"load\""), Duration::from_secs(5))
+        .wait_for_line(
+            |l| l.contains("\"type\":\"audit\"") && l.contains("\"action\":\"load\""),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Palisade against NGINX and HAProxy, side by side in one run of ../shared/bench/proxy-compare.sh.
+#
+#   bench/compare.sh plain   Palisade as a plain proxy (no access log, audit off): compare with row `nginx`
+#   bench/compare.sh full    the full default stack (JSON access log, request id, trace context,
+#                            metrics, audit on): compare with row `nginx_full`
+#
+# Builds release, writes the config into the run's work dir, runs 1 worker thread, pinned layout
+# (load generator on CPU 0, upstream and proxies on CPU 1), 5 reps. Extra arguments go to
+# proxy-compare.sh (e.g. --reps 3 --duration 5). Loopback only; every process is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+variant=${1:-plain}
+shift || true
+case "$variant" in plain|full) ;; *) echo "usage: bench/compare.sh plain|full [proxy-compare options]" >&2; exit 2 ;; esac
+compare=${PROXY_COMPARE:-../shared/bench/proxy-compare.sh}
+[[ -r "$compare" ]] || { echo "bench/compare.sh: $compare not found (set PROXY_COMPARE)" >&2; exit 2; }
+
+cargo build --release --locked -p palisade
+bin=$(pwd)/target/release/palisade
+work=$(mktemp -d -t palisade-bench.XXXXXX)
+
+if [[ $variant == plain ]]; then
+  access_log=false; audit=off; ops_port=19190
+else
+  access_log=true; audit=stdout; ops_port=19191
+fi
+cat > "$work/palisade.toml" <<TOML
+[server]
+worker_threads = 1
+[ops]
+listen = "127.0.0.1:$ops_port"
+[log]
+format = "json"
+level = "info"
+access_log = $access_log
+[audit]
+sink = "$audit"
+[lifecycle]
+drain_delay = "0s"
+grace_period = "2s"
+[upstreams.app]
+endpoints = ["127.0.0.1:18080"]
+pool_max_idle_per_endpoint = 256
+[[routes]]
+name = "all"
+path = "/"
+upstream = "app"
+TOML
+"$bin" validate --config "$work/palisade.toml"
+
+bash "$compare" \
+  --workdir "$work" --layout pinned --reps 5 --duration 10 --warmup 3 \
+  --targets direct,nginx,nginx_full,haproxy,nginx_aa \
+  --extra-name "palisade_$variant" \
+  --extra-cmd "env PALISADE_SERVER__LISTEN=127.0.0.1:{PORT} PALISADE_UPSTREAMS__APP__ENDPOINTS='[\"{UPSTREAM}\"]' $bin run --config $work/palisade.toml" \
+  "$@"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Makes sure the real Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) that Palisade's
+# tests use are running: starts them when installed but stopped, installs them from Debian's
+# packages when missing (needs root). Idempotent; safe to run on every test run.
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+redis_up() { have redis-cli && [[ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" == PONG ]]; }
+pg_up() { have pg_isready && pg_isready -q -h 127.0.0.1 -p 5432; }
+
+apt_install() {
+  [[ $(id -u) == 0 ]] || { echo "services.sh: need root to install $*" >&2; return 1; }
+  [[ -n "${APT_UPDATED:-}" ]] || { apt-get update -qq; APT_UPDATED=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! redis_up; then
+  have redis-server || apt_install redis-server redis-tools
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 50); do redis_up && break; sleep 0.1; done
+fi
+redis_up || { echo "services.sh: Redis is not answering on 127.0.0.1:6379" >&2; exit 1; }
+
+if ! pg_up; then
+  have pg_ctlcluster || apt_install postgresql
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  for _ in $(seq 100); do pg_up && break; sleep 0.1; done
+fi
+pg_up || { echo "services.sh: PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
+echo "services: redis and postgresql are up"
