@@ -14,6 +14,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// mimalloc: measured fewer CPU µs per proxied request than glibc malloc (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
     match cli::Cli::parse().command {

@@ -14,7 +14,9 @@ use palisade_testkit::upstream::UpstreamServer;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_fails_no_accepted_request() {
     let upstream = UpstreamServer::start().await.unwrap();
+    // One worker thread: the single-threaded runtime the benchmark and small sidecars use.
     let config = common::config_for(upstream.addr(), "")
+        .replace("[lifecycle]", "[server]\nworker_threads = 1\n\n[lifecycle]")
         .replace("drain_delay = \"0s\"", "drain_delay = \"500ms\"")
         .replace("timeout = \"1s\"", "timeout = \"5s\"");
     let mut gw = GatewayBuilder::new(common::bin())
