@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Method};
-use palisade_telemetry::logging::ACCESS_LOG_TARGET;
+use palisade_telemetry::access_log::{self, AccessEntry};
 use palisade_telemetry::metrics::{InFlightGuard, RouteMetrics};
 
 use crate::trace_context::TraceContext;
@@ -33,22 +33,20 @@ impl AccessRecord {
         let elapsed = self.start.elapsed();
         self.metrics.observe(&self.method, self.status, elapsed);
         if self.log {
-            tracing::info!(
-                target: ACCESS_LOG_TARGET,
-                route = &*self.route,
-                method = self.method.as_str(),
-                path = self.path.as_str(),
-                status = self.status,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                bytes_in = self.bytes_in,
+            access_log::write(&AccessEntry {
+                route: &self.route,
+                method: self.method.as_str(),
+                path: &self.path,
+                status: self.status,
+                duration: elapsed,
+                bytes_in: self.bytes_in,
                 bytes_out,
                 complete,
-                client_ip = %self.client_ip,
-                request_id = self.request_id.to_str().unwrap_or_default(),
-                trace_id = self.trace.trace_id(),
-                span_id = self.trace.span_id(),
-                "request"
-            );
+                client_ip: self.client_ip,
+                request_id: self.request_id.to_str().unwrap_or_default(),
+                trace_id: self.trace.trace_id(),
+                span_id: self.trace.span_id(),
+            });
         }
         drop(self.in_flight);
     }

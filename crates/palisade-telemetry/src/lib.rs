@@ -9,6 +9,7 @@
 //! and a writer task appends them as JSON lines to stdout or a file.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod audit;
 pub mod logging;
 pub mod metrics;

@@ -66,6 +66,14 @@ impl LogGuard {
     }
 }
 
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        // Batched access-log lines first; then the worker guard (dropped after this) drains
+        // the writer's queue.
+        crate::access_log::flush();
+    }
+}
+
 /// Installs the global subscriber writing to stdout in `format`, keeping events `filter`
 /// allows (env-filter syntax). `RUST_LOG`, when set and not empty, is used instead of `filter`.
 /// ANSI colours are used in the pretty format only when stdout is a terminal.
@@ -83,6 +91,9 @@ pub fn init(format: LogFormat, filter: &str) -> Result<LogGuard, LogInitError> {
         .thread_name("palisade-log")
         .finish(stdout);
     let ansi = io::stdout().is_terminal();
+    if format == LogFormat::Json {
+        crate::access_log::install_json_writer(writer.clone());
+    }
     subscriber(format, filter, writer, ansi)
         .try_init()
         .map_err(LogInitError::AlreadyInstalled)?;

@@ -119,7 +119,7 @@ impl Metrics {
         );
         r.register(
             HTTP_REQUEST_DURATION_SECONDS,
-            "Time from receiving an HTTP request to sending its response head, in seconds",
+            "Time from receiving an HTTP request to the end of its response body, in seconds",
             self.durations.clone(),
         );
         r.register(

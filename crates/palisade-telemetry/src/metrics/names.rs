@@ -8,7 +8,7 @@
 /// Counter `palisade_http_requests_total{route,method,status_class}`: requests answered.
 pub const HTTP_REQUESTS: &str = "palisade_http_requests";
 /// Histogram `palisade_http_request_duration_seconds{route,method,status_class}` (with
-/// `_bucket`, `_sum` and `_count` series): time from receiving a request to its response head.
+/// `_bucket`, `_sum` and `_count` series): time from receiving a request to the end of its response body.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "palisade_http_request_duration_seconds";
 /// Gauge `palisade_http_requests_in_flight`: requests being handled right now.
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "palisade_http_requests_in_flight";
