@@ -4,7 +4,6 @@
 
 mod common;
 
-use palisade_testkit::gateway::GatewayBuilder;
 use palisade_testkit::upstream::UpstreamServer;
 
 async fn assert_problem(resp: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
@@ -41,11 +40,7 @@ async fn assert_problem(resp: reqwest::Response, status: u16, slug: &str) -> ser
 async fn no_matching_route_is_404() {
     let upstream = UpstreamServer::start().await.unwrap();
     let config = common::config_for(upstream.addr(), "").replace("path = \"/\"", "path = \"/api\"");
-    let gw = GatewayBuilder::new(common::bin())
-        .config(&config)
-        .spawn()
-        .await
-        .unwrap();
+    let gw = common::spawn(&config, false).await;
     let resp = common::client()
         .get(gw.url("/elsewhere"))
         .send()
@@ -60,11 +55,7 @@ async fn no_matching_route_is_404() {
 async fn unreachable_upstream_is_502() {
     // A port that was free a moment ago: nothing listens there.
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], palisade_testkit::gateway::free_port()));
-    let gw = GatewayBuilder::new(common::bin())
-        .config(&common::config_for(dead, ""))
-        .spawn()
-        .await
-        .unwrap();
+    let gw = common::spawn(&common::config_for(dead, ""), false).await;
     let resp = common::client()
         .post(gw.url("/orders"))
         .body("{}")

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use palisade_testkit::gateway::{GatewayBuilder, free_port};
+use palisade_testkit::gateway::free_port;
 use palisade_testkit::upstream::UpstreamServer;
 
 async fn get(url: &str) -> (u16, String) {
@@ -15,11 +15,7 @@ async fn get(url: &str) -> (u16, String) {
 #[tokio::test]
 async fn ready_is_503_until_the_upstream_is_reachable_while_live_stays_200() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let gw = GatewayBuilder::new(common::bin())
-        .config(&common::config_for(addr, ""))
-        .spawn()
-        .await
-        .unwrap();
+    let gw = common::spawn(&common::config_for(addr, ""), false).await;
     // Give the background check a few rounds (interval 100ms) to settle on "unreachable".
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (status, body) = get(&gw.ops_url("/ready")).await;
@@ -56,12 +52,7 @@ async fn ready_is_503_while_draining_and_live_stays_200() {
     let upstream = UpstreamServer::start().await.unwrap();
     let config = common::config_for(upstream.addr(), "")
         .replace("drain_delay = \"0s\"", "drain_delay = \"2s\"");
-    let mut gw = GatewayBuilder::new(common::bin())
-        .config(&config)
-        .wait_ready(true)
-        .spawn()
-        .await
-        .unwrap();
+    let mut gw = common::spawn(&config, true).await;
     gw.signal("TERM").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = get(&gw.ops_url("/ready")).await;

@@ -113,11 +113,7 @@ async fn forwarded_headers_from_a_trusted_proxy_are_extended() {
         "[lifecycle]",
         "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n[lifecycle]",
     );
-    let gw = palisade_testkit::gateway::GatewayBuilder::new(common::bin())
-        .config(&config)
-        .spawn()
-        .await
-        .unwrap();
+    let gw = common::spawn(&config, false).await;
     let resp = common::client()
         .get(gw.url("/"))
         .header("x-forwarded-for", "203.0.113.9")
@@ -184,12 +180,7 @@ async fn upstream_connections_are_pooled_and_reused() {
         .unwrap();
     // Readiness probes open connections too: check once at start, then not during the test.
     let config = common::config_for(up.addr(), "").replace("\"100ms\"", "\"1h\"");
-    let gw = palisade_testkit::gateway::GatewayBuilder::new(common::bin())
-        .config(&config)
-        .wait_ready(true)
-        .spawn()
-        .await
-        .unwrap();
+    let gw = common::spawn(&config, true).await;
     let probes = up.connections_seen();
     let client = common::client();
     for _ in 0..50 {

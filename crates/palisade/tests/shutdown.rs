@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use palisade_testkit::gateway::GatewayBuilder;
 use palisade_testkit::upstream::UpstreamServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,12 +18,7 @@ async fn sigterm_under_load_fails_no_accepted_request() {
         .replace("[lifecycle]", "[server]\nworker_threads = 1\n\n[lifecycle]")
         .replace("drain_delay = \"0s\"", "drain_delay = \"500ms\"")
         .replace("timeout = \"1s\"", "timeout = \"5s\"");
-    let mut gw = GatewayBuilder::new(common::bin())
-        .config(&config)
-        .wait_ready(true)
-        .spawn()
-        .await
-        .unwrap();
+    let mut gw = common::spawn(&config, true).await;
 
     let ok = Arc::new(AtomicU64::new(0));
     let ok_after_signal = Arc::new(AtomicU64::new(0));
@@ -110,12 +104,7 @@ async fn past_the_grace_period_connections_are_cut_and_the_exit_says_so() {
     let config = common::config_for(upstream.addr(), "")
         .replace("grace_period = \"5s\"", "grace_period = \"500ms\"")
         .replace("timeout = \"1s\"", "timeout = \"30s\"");
-    let mut gw = GatewayBuilder::new(common::bin())
-        .config(&config)
-        .wait_ready(true)
-        .spawn()
-        .await
-        .unwrap();
+    let mut gw = common::spawn(&config, true).await;
     let url = gw.url("/stuck?latency=20s");
     let stuck = tokio::spawn(async move { common::client().get(url).send().await });
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -35,15 +35,20 @@ timeout = "1s"
     )
 }
 
+/// The gateway on `config`, waiting for `/ready` too when `ready`.
+pub async fn spawn(config: &str, ready: bool) -> Gateway {
+    GatewayBuilder::new(bin())
+        .config(config)
+        .wait_ready(ready)
+        .spawn()
+        .await
+        .expect("gateway starts")
+}
+
 /// Upstream plus gateway, ready to take traffic.
 pub async fn start(extra: &str) -> (UpstreamServer, Gateway) {
     let upstream = UpstreamServer::start().await.expect("upstream starts");
-    let gateway = GatewayBuilder::new(bin())
-        .config(&config_for(upstream.addr(), extra))
-        .wait_ready(true)
-        .spawn()
-        .await
-        .expect("gateway starts");
+    let gateway = spawn(&config_for(upstream.addr(), extra), true).await;
     (upstream, gateway)
 }
 
