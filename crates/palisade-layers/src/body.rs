@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
 use crate::access::AccessRecord;
+use crate::pool::Checkout;
 
 /// Why a request body stopped.
 #[derive(Debug, thiserror::Error)]
@@ -96,15 +97,22 @@ impl Inner {
     }
 }
 
-/// Records the request when the response body is dropped, whatever the reason.
+/// Records the request when the response body is dropped, whatever the reason, and gives the
+/// upstream connection back to its pool when the body was read to its end.
 struct Finisher {
     record: Option<AccessRecord>,
+    checkout: Option<Checkout>,
     bytes: u64,
     complete: bool,
 }
 
 impl Drop for Finisher {
     fn drop(&mut self) {
+        if let Some(checkout) = self.checkout.take()
+            && self.complete
+        {
+            checkout.release();
+        }
         if let Some(record) = self.record.take() {
             record.finish(self.bytes, self.complete);
         }
@@ -121,25 +129,33 @@ pin_project! {
 }
 
 impl ResponseBody {
-    pub fn upstream(body: Incoming, record: Option<AccessRecord>) -> Self {
-        Self::with(Inner::Upstream { body }, record)
+    /// The upstream's body; `checkout` (HTTP/1.1) is released when it has been read to its end.
+    pub fn upstream(
+        body: Incoming,
+        record: Option<AccessRecord>,
+        checkout: Option<Checkout>,
+    ) -> Self {
+        Self::with(Inner::Upstream { body }, record, checkout)
     }
 
     pub fn full(data: Bytes, record: Option<AccessRecord>) -> Self {
-        Self::with(Inner::Full { data: Some(data) }, record)
+        Self::with(Inner::Full { data: Some(data) }, record, None)
     }
 
     pub fn empty() -> Self {
-        Self::with(Inner::Full { data: None }, None)
+        Self::with(Inner::Full { data: None }, None, None)
     }
 
-    fn with(inner: Inner, record: Option<AccessRecord>) -> Self {
+    fn with(inner: Inner, record: Option<AccessRecord>, checkout: Option<Checkout>) -> Self {
+        // An empty body (HEAD, 204, 304) is never polled: it is complete from the start.
+        let complete = inner.is_end_stream();
         Self {
             inner,
             finisher: Finisher {
                 record,
+                checkout,
                 bytes: 0,
-                complete: false,
+                complete,
             },
         }
     }

@@ -10,6 +10,7 @@ pub mod body;
 pub mod forwarded;
 pub mod headers;
 mod hex;
+pub mod pool;
 pub mod problem;
 pub mod proxy;
 pub mod request_id;

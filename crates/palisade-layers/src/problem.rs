@@ -22,9 +22,6 @@ pub enum ProxyError {
     /// The request body is larger than the route allows.
     #[error("the request body is too large")]
     PayloadTooLarge,
-    /// The request could not be forwarded as sent (e.g. an unusable URI).
-    #[error("the request is malformed")]
-    BadRequest,
 }
 
 impl ProxyError {
@@ -34,7 +31,6 @@ impl ProxyError {
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -45,7 +41,6 @@ impl ProxyError {
             Self::UpstreamUnavailable => "upstream-unavailable",
             Self::UpstreamTimeout => "upstream-timeout",
             Self::PayloadTooLarge => "payload-too-large",
-            Self::BadRequest => "bad-request",
         }
     }
 
@@ -55,7 +50,6 @@ impl ProxyError {
             Self::UpstreamUnavailable => "Bad Gateway",
             Self::UpstreamTimeout => "Gateway Timeout",
             Self::PayloadTooLarge => "Payload Too Large",
-            Self::BadRequest => "Bad Request",
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::problem::{ProxyError, problem_parts};
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::routing::{Route, Router};
 use crate::trace_context::{TRACERESPONSE, TraceContext};
-use crate::upstream::{Upstream, UpstreamBuildError};
+use crate::upstream::{Upstream, UpstreamBuildError, UpstreamError};
 
 /// Everything the request path needs from one config, built once per load or reload.
 pub struct Snapshot {
@@ -171,10 +171,6 @@ impl Proxy {
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let upstream = &route.upstream;
         let (mut parts, body) = req.into_parts();
-        let uri = match upstream.next_uri(parts.uri.path_and_query()) {
-            Ok(uri) => uri,
-            Err(_) => return problem(ProxyError::BadRequest, record),
-        };
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers, websocket);
         if !headers.contains_key(header::HOST)
@@ -187,16 +183,14 @@ impl Proxy {
         for (name, value) in upstream.extra_headers() {
             headers.insert(name.clone(), value.clone());
         }
-        parts.uri = uri;
         parts.version = Version::HTTP_11;
         let outbound = Request::from_parts(parts, RequestBody::new(body, route.max_request_body));
 
-        let sent = tokio::time::timeout(route.timeout, upstream.client().request(outbound)).await;
-        let mut resp = match sent {
-            Ok(Ok(resp)) => resp,
+        let sent = tokio::time::timeout(route.timeout, upstream.send(outbound)).await;
+        let (mut resp, checkout) = match sent {
+            Ok(Ok(sent)) => sent,
             Ok(Err(error)) => {
-                let kind = classify(&error);
-                let problem_kind = match kind {
+                let problem_kind = match classify(&error) {
                     Failure::BodyTooLarge => ProxyError::PayloadTooLarge,
                     Failure::Upstream(kind) => {
                         upstream.metrics.error(kind);
@@ -236,7 +230,9 @@ impl Proxy {
             .insert(TRACERESPONSE, trace.header_value());
         record.status = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, ResponseBody::upstream(body, Some(record)))
+        // An upgraded connection is the tunnel's now; it never goes back to the pool.
+        let checkout = if switching { None } else { checkout };
+        Response::from_parts(parts, ResponseBody::upstream(body, Some(record), checkout))
     }
 }
 
@@ -258,7 +254,7 @@ enum Failure {
     Upstream(UpstreamErrorKind),
 }
 
-fn classify(error: &hyper_util::client::legacy::Error) -> Failure {
+fn classify(error: &UpstreamError) -> Failure {
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(RequestBodyError::TooLarge { .. }) = e.downcast_ref::<RequestBodyError>() {
@@ -268,7 +264,7 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Failure {
     }
     if error.is_connect() {
         Failure::Upstream(UpstreamErrorKind::Connect)
-    } else if source_is::<hyper::Error>(error) {
+    } else if matches!(error, UpstreamError::Http1(_)) || source_is::<hyper::Error>(error) {
         Failure::Upstream(UpstreamErrorKind::Protocol)
     } else {
         Failure::Upstream(UpstreamErrorKind::Other)

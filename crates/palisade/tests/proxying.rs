@@ -238,3 +238,89 @@ async fn websocket_upgrade_passes_through() {
     assert_eq!(echoed.into_data().as_ref(), &[1, 2, 3]);
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test]
+async fn endpoints_of_an_upstream_share_the_load_round_robin() {
+    let (a, b) = (
+        palisade_testkit::upstream::UpstreamServer::start()
+            .await
+            .unwrap(),
+        palisade_testkit::upstream::UpstreamServer::start()
+            .await
+            .unwrap(),
+    );
+    let config = common::config_for(a.addr(), "").replace(
+        &format!("endpoints = [\"{}\"]", a.addr()),
+        &format!("endpoints = [\"{}\", \"http://{}\"]", a.addr(), b.addr()),
+    );
+    let gw = common::spawn(&config, true).await;
+    let client = common::client();
+    for _ in 0..10 {
+        let resp = client.get(gw.url("/rr")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!((a.requests_seen(), b.requests_seen()), (5, 5));
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_is_not_reused() {
+    let (up, gw) = common::start("").await;
+    let client = common::client();
+    // The upstream closes the connection after this response; the next request must not fail.
+    for path in ["/a?close=1", "/b", "/c?close=1", "/d"] {
+        let resp = client.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(up.requests_seen(), 4);
+}
+
+#[tokio::test]
+async fn head_and_empty_responses_keep_the_connection_pooled() {
+    let up = palisade_testkit::upstream::UpstreamServer::start()
+        .await
+        .unwrap();
+    let config = common::config_for(up.addr(), "").replace("\"100ms\"", "\"1h\"");
+    let gw = common::spawn(&config, true).await;
+    let probes = up.connections_seen();
+    let client = common::client();
+    for _ in 0..10 {
+        let resp = client.head(gw.url("/head")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let resp = client
+            .get(gw.url("/empty?status=204"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    }
+    let opened = up.connections_seen() - probes;
+    assert!(
+        opened <= 2,
+        "20 sequential requests opened {opened} upstream connections"
+    );
+}
+
+#[tokio::test]
+async fn an_h2c_upstream_is_spoken_to_over_http2() {
+    let up = palisade_testkit::upstream::UpstreamServer::start()
+        .await
+        .unwrap();
+    let config = common::config_for(up.addr(), "").replace(
+        &format!("endpoints = [\"{}\"]", up.addr()),
+        &format!("endpoints = [\"{}\"]\nhttp2 = true", up.addr()),
+    );
+    let gw = common::spawn(&config, true).await;
+    let resp = common::client()
+        .post(gw.url("/h2-up?q=1"))
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo = common::json(resp).await;
+    assert_eq!(echo["version"], "HTTP/2.0");
+    assert_eq!(echo["path"], "/h2-up");
+    assert_eq!(echo["body_bytes"], 3);
+}

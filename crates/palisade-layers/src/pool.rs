@@ -1,0 +1,171 @@
+//! Keep-alive connections to one upstream endpoint over HTTP/1.1, pooled by hand.
+//!
+//! A connection is checked out for one request and goes back to the pool when the response
+//! body has been read to its end ([`Checkout::release`], called by the response body), so no
+//! task is spawned per request and no shared map is consulted: checkout is a pop from a short
+//! `Vec` under an uncontended lock. A connection the upstream closed while idle is noticed at
+//! checkout; a request that could not be written on a pooled connection is retried once on a
+//! new one, since it never reached the upstream.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+use http::{Request, Response, header};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+
+/// Why an exchange with an endpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("connecting to the upstream failed")]
+    Connect(#[source] std::io::Error),
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    #[error("the upstream exchange failed")]
+    Http(#[source] hyper::Error),
+}
+
+impl SendError {
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::ConnectTimeout)
+    }
+}
+
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// One endpoint of an upstream and its idle connections.
+pub struct Endpoint {
+    pub authority: Authority,
+    /// Most recently released at the back; expired ones leave from the front.
+    idle: Mutex<VecDeque<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// A connection lent to one request.
+pub struct Checkout {
+    endpoint: std::sync::Arc<Endpoint>,
+    sender: SendRequest<RequestBody>,
+}
+
+impl Checkout {
+    /// Gives the connection back for the next request. Call only once the response body has
+    /// been read to its end; otherwise drop the checkout, which closes the connection.
+    pub fn release(self) {
+        self.endpoint.put(self.sender);
+    }
+}
+
+impl Endpoint {
+    pub fn new(
+        authority: Authority,
+        max_idle: usize,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Self {
+        Self {
+            authority,
+            idle: Mutex::new(VecDeque::new()),
+            max_idle,
+            idle_timeout,
+            connect_timeout,
+        }
+    }
+
+    /// Sends `req` (origin-form URI) on a pooled connection, or a new one.
+    pub async fn send(
+        self: &std::sync::Arc<Self>,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Checkout), SendError> {
+        if !req.headers().contains_key(header::HOST)
+            && let Ok(host) = http::HeaderValue::from_str(self.authority.as_str())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+        if let Some(mut sender) = self.checkout().await {
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, self.lend(sender))),
+                Err(mut e) => match e.take_message() {
+                    // Never written: the connection went away first. Retry on a new one.
+                    Some(unsent) => req = unsent,
+                    None => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        let resp = sender.send_request(req).await.map_err(SendError::Http)?;
+        Ok((resp, self.lend(sender)))
+    }
+
+    fn lend(self: &std::sync::Arc<Self>, sender: SendRequest<RequestBody>) -> Checkout {
+        Checkout {
+            endpoint: self.clone(),
+            sender,
+        }
+    }
+
+    /// The most recently used idle connection that is still open and ready.
+    async fn checkout(&self) -> Option<SendRequest<RequestBody>> {
+        loop {
+            let idle = self.idle.lock().ok()?.pop_back()?;
+            if idle.sender.is_closed() || idle.since.elapsed() > self.idle_timeout {
+                continue;
+            }
+            let mut sender = idle.sender;
+            // Released only after its response ended, so readiness is a poll away.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn put(&self, sender: SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            // Connections idle past the timeout are dropped (closed) as others come back.
+            let now = Instant::now();
+            while idle
+                .front()
+                .is_some_and(|i| now.duration_since(i.since) > self.idle_timeout)
+            {
+                idle.pop_front();
+            }
+            if idle.len() < self.max_idle {
+                idle.push_back(Idle { sender, since: now });
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, SendError> {
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect(self.authority.as_str()),
+        )
+        .await
+        .map_err(|_| SendError::ConnectTimeout)?
+        .map_err(SendError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(error) = conn.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection closed with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
