@@ -157,7 +157,7 @@ pub struct UpstreamConfig {
     /// Longest time to open a TCP connection to an endpoint.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Duration,
-    /// Idle keep-alive connections are closed after this long.
+    /// A keep-alive connection idle longer than this is not reused and is closed.
     #[serde(default = "default_pool_idle_timeout")]
     pub pool_idle_timeout: Duration,
     /// Most idle keep-alive connections kept per endpoint.
