@@ -63,14 +63,7 @@ async fn unreachable_upstream_is_502() {
         .await
         .unwrap();
     assert_problem(resp, 502, "upstream-unavailable").await;
-    let metrics = common::client()
-        .get(gw.ops_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&gw).await;
     assert!(
         metrics
             .contains(r#"palisade_upstream_request_errors_total{upstream="app",kind="connect"} 1"#),

@@ -175,13 +175,7 @@ async fn streams_100_mib_both_ways_without_buffering() {
 
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_reused() {
-    let up = palisade_testkit::upstream::UpstreamServer::start()
-        .await
-        .unwrap();
-    // Readiness probes open connections too: check once at start, then not during the test.
-    let config = common::config_for(up.addr(), "").replace("\"100ms\"", "\"1h\"");
-    let gw = common::spawn(&config, true).await;
-    let probes = up.connections_seen();
+    let (up, gw, probes) = common::start_without_probes().await;
     let client = common::client();
     for _ in 0..50 {
         let resp = client.get(gw.url("/ping")).send().await.unwrap();
@@ -278,12 +272,7 @@ async fn a_connection_the_upstream_closed_is_not_reused() {
 
 #[tokio::test]
 async fn head_and_empty_responses_keep_the_connection_pooled() {
-    let up = palisade_testkit::upstream::UpstreamServer::start()
-        .await
-        .unwrap();
-    let config = common::config_for(up.addr(), "").replace("\"100ms\"", "\"1h\"");
-    let gw = common::spawn(&config, true).await;
-    let probes = up.connections_seen();
+    let (up, gw, probes) = common::start_without_probes().await;
     let client = common::client();
     for _ in 0..10 {
         let resp = client.head(gw.url("/head")).send().await.unwrap();

@@ -8,14 +8,7 @@ use std::time::{Duration, Instant};
 use palisade_testkit::upstream::UpstreamServer;
 
 async fn metric(gw: &palisade_testkit::gateway::Gateway, needle: &str) -> bool {
-    let text = common::client()
-        .get(gw.ops_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(gw).await;
     text.lines().any(|l| l == needle)
 }
 

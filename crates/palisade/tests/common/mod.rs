@@ -45,6 +45,29 @@ pub async fn spawn(config: &str, ready: bool) -> Gateway {
         .expect("gateway starts")
 }
 
+/// Upstream plus gateway whose readiness probe runs once at start and then not for an hour,
+/// so the upstream's connection count shows only the proxy's own connections; the count
+/// after start-up is returned with them.
+pub async fn start_without_probes() -> (UpstreamServer, Gateway, u64) {
+    let upstream = UpstreamServer::start().await.expect("upstream starts");
+    let config = config_for(upstream.addr(), "").replace("\"100ms\"", "\"1h\"");
+    let gateway = spawn(&config, true).await;
+    let probes = upstream.connections_seen();
+    (upstream, gateway, probes)
+}
+
+/// The `/metrics` page.
+pub async fn metrics_text(gw: &Gateway) -> String {
+    client()
+        .get(gw.ops_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
 /// Upstream plus gateway, ready to take traffic.
 pub async fn start(extra: &str) -> (UpstreamServer, Gateway) {
     let upstream = UpstreamServer::start().await.expect("upstream starts");
