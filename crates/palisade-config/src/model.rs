@@ -208,7 +208,7 @@ pub struct RouteConfig {
     pub methods: Vec<String>,
     /// Name of the upstream (a key of `[upstreams]`) requests are forwarded to.
     pub upstream: String,
-    /// Longest time to wait for the upstream's response headers; past it the client gets 504.
+    /// Longest time from sending the request upstream (its body included) until the upstream's response headers arrive; past it the client gets 504.
     #[serde(default = "default_route_timeout")]
     pub timeout: Duration,
     /// Largest request body accepted; larger ones get 413. Absent: no limit.

@@ -149,7 +149,12 @@ impl Proxy {
                 .as_ref()
                 .map_or_else(|| snap.no_route.clone(), |r| r.metrics.clone()),
             method: req.method().clone(),
-            path: req.uri().path().to_owned(),
+            // Only the access log reads the path; skip the copy when it is off.
+            path: if snap.access_log {
+                req.uri().path().to_owned()
+            } else {
+                String::new()
+            },
             status: 0,
             client_ip,
             request_id: request_id.clone(),
@@ -179,7 +184,8 @@ impl Proxy {
             headers.insert(header::HOST, h.clone());
         }
         headers.insert(X_REQUEST_ID, request_id.clone());
-        trace.apply_upstream(headers);
+        let traceparent = trace.header_value();
+        trace.apply_upstream(headers, traceparent.clone());
         for (name, value) in upstream.extra_headers() {
             headers.insert(name.clone(), value.clone());
         }
@@ -226,8 +232,7 @@ impl Proxy {
         }
         strip_hop_by_hop(resp.headers_mut(), switching);
         resp.headers_mut().insert(X_REQUEST_ID, request_id);
-        resp.headers_mut()
-            .insert(TRACERESPONSE, trace.header_value());
+        resp.headers_mut().insert(TRACERESPONSE, traceparent);
         record.status = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
         // An upgraded connection is the tunnel's now; it never goes back to the pool.

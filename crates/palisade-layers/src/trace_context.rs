@@ -64,13 +64,14 @@ impl TraceContext {
         HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
-    /// Rewrites the request headers for the upstream: our span as parent; `tracestate` kept
-    /// only when it belongs to a valid incoming context.
-    pub fn apply_upstream(&self, headers: &mut HeaderMap) {
+    /// Rewrites the request headers for the upstream: `traceparent` (this context's
+    /// [`TraceContext::header_value`], passed in so it is built once per request) names our
+    /// span as parent; `tracestate` is kept only when it belongs to a valid incoming context.
+    pub fn apply_upstream(&self, headers: &mut HeaderMap, traceparent: HeaderValue) {
         if self.parent_id.is_none() {
             headers.remove(TRACESTATE);
         }
-        headers.insert(TRACEPARENT, self.header_value());
+        headers.insert(TRACEPARENT, traceparent);
     }
 }
 
@@ -125,7 +126,7 @@ mod tests {
         let ctx = TraceContext::from_headers(&h);
         assert_eq!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(ctx.span_id(), "00f067aa0ba902b7");
-        ctx.apply_upstream(&mut h);
+        ctx.apply_upstream(&mut h, ctx.header_value());
         let sent = h.get(TRACEPARENT).unwrap().to_str().unwrap();
         assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(sent.ends_with("-01"));
@@ -146,7 +147,7 @@ mod tests {
             let ctx = TraceContext::from_headers(&h);
             assert_eq!(ctx.parent_id, None, "{bad}");
             assert_ne!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-            ctx.apply_upstream(&mut h);
+            ctx.apply_upstream(&mut h, ctx.header_value());
             assert!(h.get(TRACESTATE).is_none());
         }
     }

@@ -133,7 +133,13 @@ const MIB: u64 = 1024 * 1024;
 
 #[tokio::test]
 async fn streams_100_mib_both_ways_without_buffering() {
-    let (_up, gw) = common::start("").await;
+    // The route timeout runs until the response headers, so it covers the upload: give a
+    // 100 MiB body on a busy CI machine room.
+    let up = palisade_testkit::upstream::UpstreamServer::start()
+        .await
+        .unwrap();
+    let config = common::config_for(up.addr(), "").replace("timeout = \"1s\"", "timeout = \"60s\"");
+    let gw = common::spawn(&config, true).await;
     let client = common::client();
     let baseline = gw.rss_kb().expect("rss readable");
 
