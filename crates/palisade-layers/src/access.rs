@@ -2,7 +2,6 @@
 //! metrics and one access-log event — when the response body is done.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Method};
@@ -14,7 +13,7 @@ use crate::trace_context::TraceContext;
 /// Everything the access log and the request metrics need about one request.
 pub struct AccessRecord {
     pub start: Instant,
-    pub route: Arc<str>,
+    /// The route's metrics; also names the route (`none` when no route matched).
     pub metrics: RouteMetrics,
     pub method: Method,
     pub path: String,
@@ -34,7 +33,7 @@ impl AccessRecord {
         self.metrics.observe(&self.method, self.status, elapsed);
         if self.log {
             access_log::write(&AccessEntry {
-                route: &self.route,
+                route: self.metrics.route(),
                 method: self.method.as_str(),
                 path: &self.path,
                 status: self.status,

@@ -142,10 +142,6 @@ impl ResponseBody {
         Self::with(Inner::Full { data: Some(data) }, record, None)
     }
 
-    pub fn empty() -> Self {
-        Self::with(Inner::Full { data: None }, None, None)
-    }
-
     fn with(inner: Inner, record: Option<AccessRecord>, checkout: Option<Checkout>) -> Self {
         // An empty body (HEAD, 204, 304) is never polled: it is complete from the start.
         let complete = inner.is_end_stream();

@@ -5,7 +5,7 @@
 //! is logged (with the request id) for the operator instead.
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode};
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -76,9 +76,6 @@ pub fn problem_parts(error: ProxyError, request_id: &str) -> (StatusCode, Header
         problem_body(error, request_id),
     )
 }
-
-/// The header name under which a problem response's content type is set.
-pub const CONTENT_TYPE: header::HeaderName = header::CONTENT_TYPE;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use palisade_config::LoadedConfig;
-use palisade_telemetry::metrics::{Metrics, RouteMetrics, UpstreamErrorKind};
+use palisade_telemetry::metrics::{Metrics, NO_ROUTE, RouteMetrics, UpstreamErrorKind};
 
 use crate::access::AccessRecord;
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
@@ -58,7 +58,7 @@ impl Snapshot {
             trusted: TrustedProxies::new(cfg.server.trusted_proxies.clone()),
             access_log: cfg.log.access_log,
             version: loaded.version.clone(),
-            no_route: metrics.route("none"),
+            no_route: metrics.route(NO_ROUTE),
         })
     }
 }
@@ -142,9 +142,6 @@ impl Proxy {
             .cloned();
         let mut record = AccessRecord {
             start,
-            route: route
-                .as_ref()
-                .map_or_else(|| Arc::from("none"), |r| r.name.clone()),
             metrics: route
                 .as_ref()
                 .map_or_else(|| snap.no_route.clone(), |r| r.metrics.clone()),
