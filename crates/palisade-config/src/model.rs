@@ -60,6 +60,10 @@ pub struct ServerConfig {
     /// Longest time a client may take to send the request headers (slow-client protection).
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: Duration,
+    /// Longest time an HTTP/1.1 keep-alive connection may wait for its next request before it
+    /// is closed. Keep it longer than the idle timeout of the load balancer in front.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: Duration,
     /// Accept HTTP/2 over cleartext with prior knowledge (h2c) besides HTTP/1.1.
     #[serde(default = "default_true")]
     pub http2: bool,
@@ -223,6 +227,7 @@ impl Default for ServerConfig {
             worker_threads: 0,
             trusted_proxies: Vec::new(),
             header_read_timeout: default_header_read_timeout(),
+            keepalive_timeout: default_keepalive_timeout(),
             http2: true,
         }
     }
@@ -277,6 +282,9 @@ fn default_ops_listen() -> SocketAddr {
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(75)
 }
 fn default_ready_check_interval() -> Duration {
     Duration::from_secs(2)

@@ -39,6 +39,11 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
             root.key("server").key("header_read_timeout"),
             &mut issues,
         );
+        check_positive(
+            server.keepalive_timeout,
+            root.key("server").key("keepalive_timeout"),
+            &mut issues,
+        );
     }
     if let Some(ops) = &draft.ops {
         check_positive(

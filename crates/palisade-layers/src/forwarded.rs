@@ -27,6 +27,55 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// Decides the forwarding headers from the incoming ones, given as bytes: `xff` lists the
+    /// incoming `X-Forwarded-For` values (called only for a trusted peer), `has_proto` and `has_host` tell whether
+    /// `X-Forwarded-Proto` and `-Host` came in. Shared by both request paths.
+    pub fn decide<'a, I: Iterator<Item = &'a [u8]>>(
+        &self,
+        peer: IpAddr,
+        xff: impl Fn() -> I,
+        has_proto: bool,
+        has_host: bool,
+    ) -> Forwarding {
+        let peer = peer.to_canonical();
+        let trusted = self.contains(peer);
+        let mut client = peer;
+        let mut prior = None;
+        if trusted {
+            let chain: Vec<IpAddr> = xff()
+                .filter_map(|v| std::str::from_utf8(v).ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+                .collect();
+            if let Some(ip) = chain.iter().rev().find(|ip| !self.contains(**ip)) {
+                client = *ip;
+            } else if let Some(first) = chain.first() {
+                client = *first;
+            }
+            // Several X-Forwarded-For lines are one list, in order.
+            let mut chain = String::new();
+            for v in xff()
+                .filter_map(|v| std::str::from_utf8(v).ok())
+                .map(str::trim)
+            {
+                if !v.is_empty() {
+                    chain.push_str(v);
+                    chain.push_str(", ");
+                }
+            }
+            if !chain.is_empty() {
+                chain.push_str(&peer.to_string());
+                prior = Some(chain);
+            }
+        }
+        Forwarding {
+            client,
+            extended_for: prior,
+            keep_proto: trusted && has_proto,
+            keep_host: trusted && has_host,
+        }
+    }
+
     /// Sets the forwarding headers for the upstream and returns the client address: the peer
     /// itself, or — behind trusted proxies — the right-most address in `X-Forwarded-For` that
     /// is not a trusted proxy.
@@ -36,34 +85,28 @@ impl TrustedProxies {
         peer: IpAddr,
         host: Option<&HeaderValue>,
     ) -> IpAddr {
-        let peer = peer.to_canonical();
-        let trusted = self.contains(peer);
-        let mut client = peer;
-        if trusted {
-            let chain: Vec<IpAddr> = headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-                .collect();
-            if let Some(ip) = chain.iter().rev().find(|ip| !self.contains(**ip)) {
-                client = *ip;
-            } else if let Some(first) = chain.first() {
-                client = *first;
-            }
-        }
-        let appended = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prior) if trusted && !prior.trim().is_empty() => format!("{prior}, {peer}"),
-            _ => peer.to_string(),
+        let decided = self.decide(
+            peer,
+            || {
+                headers
+                    .get_all(&X_FORWARDED_FOR)
+                    .iter()
+                    .map(HeaderValue::as_bytes)
+            },
+            headers.contains_key(&X_FORWARDED_PROTO),
+            headers.contains_key(&X_FORWARDED_HOST),
+        );
+        let xff = match &decided.extended_for {
+            Some(chain) => HeaderValue::from_str(chain),
+            None => HeaderValue::from_str(&peer.to_canonical().to_string()),
         };
-        if let Ok(v) = HeaderValue::from_str(&appended) {
+        if let Ok(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);
         }
-        if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        if !decided.keep_proto {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
-        if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+        if !decided.keep_host {
             match host {
                 Some(h) => {
                     headers.insert(X_FORWARDED_HOST, h.clone());
@@ -73,8 +116,22 @@ impl TrustedProxies {
                 }
             }
         }
-        client
+        decided.client
     }
+}
+
+/// What the gateway sends upstream about the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarding {
+    /// The client address for logs and limits.
+    pub client: IpAddr,
+    /// `X-Forwarded-For` when a trusted peer sent one: its value with the peer appended.
+    /// `None` means the value is the peer's address alone.
+    pub extended_for: Option<String>,
+    /// Keep the incoming `X-Forwarded-Proto` (a trusted peer sent it); else send "http".
+    pub keep_proto: bool,
+    /// Keep the incoming `X-Forwarded-Host` (a trusted peer sent it); else send the `Host`.
+    pub keep_host: bool,
 }
 
 #[cfg(test)]

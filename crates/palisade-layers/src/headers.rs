@@ -45,6 +45,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// True when `name` is a hop-by-hop header (`Upgrade` included), compared without regard to
+/// case: the check of the direct HTTP/1.1 path, which sees header names as bytes.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"upgrade")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
 /// True for an HTTP/1.1 request asking to switch to the WebSocket protocol.
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let connection_upgrade = headers

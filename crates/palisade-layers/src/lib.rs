@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod body;
+pub mod direct;
 pub mod forwarded;
 pub mod headers;
 mod hex;

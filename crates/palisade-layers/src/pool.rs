@@ -6,6 +6,9 @@
 //! `Vec` under an uncontended lock. A connection the upstream closed while idle is noticed at
 //! checkout; a request that could not be written on a pooled connection is retried once on a
 //! new one, since it never reached the upstream.
+//!
+//! The direct HTTP/1.1 path ([`crate::direct`]) speaks to the upstream itself and keeps its idle
+//! connections here too, as plain streams ([`Endpoint::take_stream`], [`Endpoint::put_stream`]).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -37,8 +40,8 @@ impl SendError {
     }
 }
 
-struct Idle {
-    sender: SendRequest<RequestBody>,
+struct Idle<T> {
+    conn: T,
     since: Instant,
 }
 
@@ -46,7 +49,9 @@ struct Idle {
 pub struct Endpoint {
     pub authority: Authority,
     /// Most recently released at the back; expired ones leave from the front.
-    idle: Mutex<VecDeque<Idle>>,
+    idle: Mutex<VecDeque<Idle<SendRequest<RequestBody>>>>,
+    /// Idle connections of the direct path, most recently released at the back.
+    streams: Mutex<VecDeque<Idle<TcpStream>>>,
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
@@ -76,6 +81,7 @@ impl Endpoint {
         Self {
             authority,
             idle: Mutex::new(VecDeque::new()),
+            streams: Mutex::new(VecDeque::new()),
             max_idle,
             idle_timeout,
             connect_timeout,
@@ -118,10 +124,10 @@ impl Endpoint {
     async fn checkout(&self) -> Option<SendRequest<RequestBody>> {
         loop {
             let idle = self.idle.lock().ok()?.pop_back()?;
-            if idle.sender.is_closed() || idle.since.elapsed() > self.idle_timeout {
+            if idle.conn.is_closed() || idle.since.elapsed() > self.idle_timeout {
                 continue;
             }
-            let mut sender = idle.sender;
+            let mut sender = idle.conn;
             // Released only after its response ended, so readiness is a poll away.
             if sender.ready().await.is_ok() {
                 return Some(sender);
@@ -143,12 +149,55 @@ impl Endpoint {
                 idle.pop_front();
             }
             if idle.len() < self.max_idle {
-                idle.push_back(Idle { sender, since: now });
+                idle.push_back(Idle {
+                    conn: sender,
+                    since: now,
+                });
             }
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, SendError> {
+    /// An idle connection of the direct path that is still open, most recently used first.
+    /// Costs no system call: a close or stray bytes from the upstream show as readiness.
+    pub fn take_stream(&self) -> Option<TcpStream> {
+        let mut idle = self.streams.lock().ok()?;
+        while let Some(candidate) = idle.pop_back() {
+            if candidate.since.elapsed() > self.idle_timeout {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match candidate.conn.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Some(candidate.conn);
+                }
+                // Closed (0), unexpected bytes or an error: not reusable.
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// Gives a direct-path connection back after a complete exchange.
+    pub fn put_stream(&self, stream: TcpStream) {
+        if let Ok(mut idle) = self.streams.lock() {
+            let now = Instant::now();
+            while idle
+                .front()
+                .is_some_and(|i| now.duration_since(i.since) > self.idle_timeout)
+            {
+                idle.pop_front();
+            }
+            if idle.len() < self.max_idle {
+                idle.push_back(Idle {
+                    conn: stream,
+                    since: now,
+                });
+            }
+        }
+    }
+
+    /// A new connection to the endpoint, within the connect timeout.
+    pub async fn connect_stream(&self) -> Result<TcpStream, SendError> {
         let stream = tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect(self.authority.as_str()),
@@ -157,6 +206,11 @@ impl Endpoint {
         .map_err(|_| SendError::ConnectTimeout)?
         .map_err(SendError::Connect)?;
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, SendError> {
+        let stream = self.connect_stream().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

@@ -61,6 +61,16 @@ impl Snapshot {
             no_route: metrics.route(NO_ROUTE),
         })
     }
+
+    /// The metrics of requests that matched no route.
+    pub fn no_route(&self) -> &RouteMetrics {
+        &self.no_route
+    }
+
+    /// The shortest route timeout, if there is a route.
+    pub fn shortest_route_timeout(&self) -> Option<std::time::Duration> {
+        self.router.routes().iter().map(|r| r.timeout).min()
+    }
 }
 
 /// The proxy: the current snapshot and the process-wide metrics.
@@ -83,6 +93,14 @@ impl Proxy {
     /// request to another replica while this one drains.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Handles one request and, while draining, asks HTTP/1 clients to close the connection.
@@ -285,7 +303,7 @@ fn source_is<T: StdError + 'static>(error: &(dyn StdError + 'static)) -> bool {
 }
 
 /// Displays an error with its sources, for the operator's log (never for a client).
-struct ErrorChain<'a>(&'a (dyn StdError + 'static));
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn StdError + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -29,6 +29,14 @@ pub fn resolve(incoming: Option<&HeaderValue>) -> HeaderValue {
     }
 }
 
+/// [`resolve`] for an incoming value seen as bytes.
+pub fn resolve_bytes(incoming: Option<&[u8]>) -> HeaderValue {
+    match incoming {
+        Some(v) if is_valid(v) => HeaderValue::from_bytes(v).unwrap_or_else(|_| generate()),
+        _ => generate(),
+    }
+}
+
 /// A new random id in UUID v4 text form.
 pub fn generate() -> HeaderValue {
     let mut n: u128 = rand::random();

@@ -27,8 +27,13 @@ pub struct TraceContext {
 impl TraceContext {
     /// Continues the incoming context when valid; otherwise starts a new, sampled trace.
     pub fn from_headers(headers: &HeaderMap) -> Self {
+        Self::from_traceparent(headers.get(TRACEPARENT).map(HeaderValue::as_bytes))
+    }
+
+    /// [`TraceContext::from_headers`] for an incoming `traceparent` value seen as bytes.
+    pub fn from_traceparent(traceparent: Option<&[u8]>) -> Self {
         let span_id = new_span_id();
-        match headers.get(TRACEPARENT).and_then(|v| parse(v.as_bytes())) {
+        match traceparent.and_then(parse) {
             Some((trace_id, parent, flags)) => Self {
                 trace_id,
                 span_id,
@@ -54,6 +59,12 @@ impl TraceContext {
 
     /// `00-<trace id>-<gateway span id>-<flags>`: the value for the upstream and `traceresponse`.
     pub fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.header_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// [`TraceContext::header_value`] as bytes.
+    pub fn header_bytes(&self) -> [u8; 55] {
         let mut out = [0u8; 55];
         out[..3].copy_from_slice(b"00-");
         out[3..35].copy_from_slice(&self.trace_id);
@@ -61,7 +72,7 @@ impl TraceContext {
         out[36..52].copy_from_slice(&self.span_id);
         out[52] = b'-';
         out[53..].copy_from_slice(&self.flags);
-        HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+        out
     }
 
     /// Rewrites the request headers for the upstream: `traceparent` (this context's

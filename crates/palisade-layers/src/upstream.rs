@@ -135,6 +135,17 @@ impl Upstream {
         &self.headers
     }
 
+    /// True for an h2c upstream, which only the hyper path speaks to.
+    pub fn is_http2(&self) -> bool {
+        self.http2.is_some()
+    }
+
+    /// The next endpoint in round-robin order.
+    pub fn next_endpoint(&self) -> Option<&Arc<Endpoint>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len().max(1);
+        self.endpoints.get(i)
+    }
+
     /// Sends `req` to the next endpoint in round-robin order. The request's URI only needs its
     /// path and query. For HTTP/1.1 the [`Checkout`] must be released once the response body
     /// has ended, so the connection serves the next request.
@@ -142,8 +153,7 @@ impl Upstream {
         &self,
         mut req: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Option<Checkout>), UpstreamError> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len().max(1);
-        let Some(endpoint) = self.endpoints.get(i) else {
+        let Some(endpoint) = self.next_endpoint() else {
             return Err(UpstreamError::NoEndpoint);
         };
         let path = req

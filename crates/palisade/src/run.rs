@@ -139,9 +139,14 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = cfg.lifecycle.grace_period.get();
     let builder = Arc::new(server::builder(&cfg.server));
+    let limits = palisade_layers::direct::Limits {
+        header_read_timeout: cfg.server.header_read_timeout.get(),
+        keepalive_timeout: cfg.server.keepalive_timeout.get(),
+    };
     let mut accept = tokio::spawn(server::accept_loop(
         proxy_listener,
         builder,
+        limits,
         proxy.clone(),
         stop_rx,
         grace,

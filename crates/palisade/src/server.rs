@@ -1,5 +1,9 @@
 //! The proxy listener: accepts connections and serves HTTP/1.1 and h2c on each, tracked for
 //! graceful shutdown.
+//!
+//! Each connection starts on the direct HTTP/1.1 path ([`palisade_layers::direct`]); when a
+//! request needs more (a body, an upgrade, h2c...), the connection continues on hyper with the
+//! bytes already read put back.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,6 +16,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use palisade_config::ServerConfig;
 use palisade_layers::Proxy;
+use palisade_layers::direct::{self, Ended, Limits, Shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -35,11 +40,13 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 pub async fn accept_loop(
     listener: TcpListener,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
     proxy: Arc<Proxy>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> usize {
     let graceful = GracefulShutdown::new();
+    let shutdown = Arc::new(Shutdown::default());
     let open = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
@@ -56,20 +63,24 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.serve(req, peer).await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (proxy, builder, shutdown) = (proxy.clone(), builder.clone(), shutdown.clone());
+        let watcher = graceful.watcher();
         let open = open.clone();
         open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
+            if let Ended::Handoff(io) =
+                direct::serve(proxy.clone(), stream, peer, limits, shutdown).await
+            {
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.serve(req, peer).await) }
+                });
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned();
+                if let Err(error) = watcher.watch(conn).await {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
             }
             open.fetch_sub(1, Ordering::SeqCst);
         });
@@ -80,7 +91,14 @@ pub async fn accept_loop(
         grace_ms = grace.as_millis() as u64,
         "stopped accepting; letting in-flight requests finish"
     );
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    shutdown.begin();
+    let all_closed = async {
+        graceful.shutdown().await;
+        while open.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    match tokio::time::timeout(grace, all_closed).await {
         Ok(()) => 0,
         Err(_) => open.load(Ordering::SeqCst).max(1),
     }

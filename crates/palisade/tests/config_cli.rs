@@ -94,7 +94,7 @@ fn unknown_field_lists_the_valid_ones() {
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "palisade.toml:2: server: unknown field \"listn\"; valid fields: listen, worker_threads, trusted_proxies, header_read_timeout, http2"
+            "palisade.toml:2: server: unknown field \"listn\"; valid fields: listen, worker_threads, trusted_proxies, header_read_timeout, keepalive_timeout, http2"
         ),
         "{err}"
     );

@@ -1,0 +1,191 @@
+//! Finds the end of a chunked body (RFC 9112 §7.1) without changing it: the direct path passes
+//! chunked bodies through as they are and only needs to know where they stop, to reuse the
+//! upstream connection, and how many data bytes they carried, for the access log.
+
+/// Why a chunked body could not be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed chunked body")]
+pub struct ChunkError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Hex digits of a chunk size; `digits` counts them.
+    Size {
+        value: u64,
+        digits: u8,
+    },
+    /// A chunk extension, up to the CR.
+    Extension,
+    /// The LF ending a size line.
+    SizeLf,
+    Data {
+        remaining: u64,
+    },
+    DataCr,
+    DataLf,
+    /// The start of a trailer line, or the CR of the final empty line.
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+const SIZE_START: State = State::Size {
+    value: 0,
+    digits: 0,
+};
+
+/// Follows one chunked body across the reads it arrives in.
+#[derive(Debug)]
+pub struct ChunkedScanner {
+    state: State,
+    /// The size of the chunk whose size line is being read, kept past its digits.
+    pending: u64,
+    data_bytes: u64,
+}
+
+impl Default for ChunkedScanner {
+    fn default() -> Self {
+        Self {
+            state: SIZE_START,
+            pending: 0,
+            data_bytes: 0,
+        }
+    }
+}
+
+impl ChunkedScanner {
+    /// Data bytes seen so far (the body without its chunk framing).
+    pub fn data_bytes(&self) -> u64 {
+        self.data_bytes
+    }
+
+    /// Reads the next bytes of the body. Returns `Some(n)` when the body ends after the first
+    /// `n` bytes of `input`, `None` when all of `input` belongs to the body and more follows.
+    pub fn feed(&mut self, input: &[u8]) -> Result<Option<usize>, ChunkError> {
+        let mut i = 0;
+        while i < input.len() {
+            if let State::Data { remaining } = self.state {
+                let take = remaining.min((input.len() - i) as u64);
+                self.data_bytes += take;
+                i += take as usize;
+                self.state = if take == remaining {
+                    State::DataCr
+                } else {
+                    State::Data {
+                        remaining: remaining - take,
+                    }
+                };
+                continue;
+            }
+            self.state = self.step(input[i])?;
+            i += 1;
+            if self.state == State::Done {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    fn step(&mut self, b: u8) -> Result<State, ChunkError> {
+        let next = match (self.state, b) {
+            (State::Size { value, digits }, _) => match hex_value(b) {
+                Some(d) if digits < 15 => State::Size {
+                    value: value << 4 | u64::from(d),
+                    digits: digits + 1,
+                },
+                Some(_) => return Err(ChunkError),
+                None if digits == 0 => return Err(ChunkError),
+                None => {
+                    self.pending = value;
+                    match b {
+                        b'\r' => State::SizeLf,
+                        b';' | b' ' | b'\t' => State::Extension,
+                        _ => return Err(ChunkError),
+                    }
+                }
+            },
+            (State::Extension, b'\r') => State::SizeLf,
+            (State::Extension, b'\n') => return Err(ChunkError),
+            (State::Extension, _) => State::Extension,
+            (State::SizeLf, b'\n') if self.pending == 0 => State::TrailerStart,
+            (State::SizeLf, b'\n') => State::Data {
+                remaining: self.pending,
+            },
+            (State::DataCr, b'\r') => State::DataLf,
+            (State::DataLf, b'\n') => SIZE_START,
+            (State::TrailerStart, b'\r') => State::EndLf,
+            (State::TrailerStart | State::TrailerLine, b'\n') => return Err(ChunkError),
+            (State::TrailerLine, b'\r') => State::TrailerLf,
+            (State::TrailerStart | State::TrailerLine, _) => State::TrailerLine,
+            (State::TrailerLf, b'\n') => State::TrailerStart,
+            (State::EndLf, b'\n') => State::Done,
+            _ => return Err(ChunkError),
+        };
+        Ok(next)
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-sum: 1\r\n\r\n";
+
+    #[test]
+    fn finds_the_end_in_one_piece_and_counts_data() {
+        let mut s = ChunkedScanner::default();
+        let mut input = BODY.to_vec();
+        input.extend_from_slice(b"HTTP/1.1 200 OK");
+        assert_eq!(s.feed(&input), Ok(Some(BODY.len())));
+        assert_eq!(s.data_bytes(), 12);
+    }
+
+    #[test]
+    fn finds_the_end_across_any_split() {
+        for split in 0..BODY.len() {
+            let mut s = ChunkedScanner::default();
+            assert_eq!(s.feed(&BODY[..split]), Ok(None), "split at {split}");
+            assert_eq!(s.feed(&BODY[split..]), Ok(Some(BODY.len() - split)));
+            assert_eq!(s.data_bytes(), 12);
+        }
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let mut s = ChunkedScanner::default();
+        let ends: Vec<_> = BODY.iter().map(|b| s.feed(&[*b])).collect();
+        assert!(ends[..BODY.len() - 1].iter().all(|e| *e == Ok(None)));
+        assert_eq!(ends[BODY.len() - 1], Ok(Some(1)));
+    }
+
+    #[test]
+    fn rejects_malformed_framing() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\nhello\r\n",
+            b"5\r\nhelloXX",
+            b"1111111111111111\r\n",
+            b"0\r\n\n",
+        ] {
+            let mut s = ChunkedScanner::default();
+            assert_eq!(
+                s.feed(bad),
+                Err(ChunkError),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! Message heads on the direct path: the client's request head becomes the upstream's, the
+//! upstream's response head becomes the client's, written byte by byte into a buffer.
+//!
+//! The rules are the hyper path's (request id, trace context, forwarding headers, hop-by-hop
+//! removal, route match), applied to the parsed header list; anything outside the common case
+//! is left to the hyper path ([`Step::Handoff`]) before a byte is forwarded.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method};
+use palisade_telemetry::metrics::Metrics;
+
+use crate::access::AccessRecord;
+use crate::forwarded::Forwarding;
+use crate::headers::is_hop_by_hop;
+use crate::pool::Endpoint;
+use crate::problem::ProxyError;
+use crate::proxy::Snapshot;
+use crate::request_id;
+use crate::routing::Route;
+use crate::trace_context::TraceContext;
+
+/// Most header lines a head may have on the direct path; more go to the hyper path.
+pub const MAX_HEADERS: usize = 64;
+/// Most `Connection` tokens naming other headers; more go to the hyper path.
+const MAX_NAMED: usize = 8;
+
+/// What to do with a complete request head.
+pub enum Step {
+    /// Not a request for the direct path (body, upgrade, HTTP/1.0, h2c preface, parse error, an
+    /// h2c upstream...): hand the connection, bytes included, to the hyper path.
+    Handoff,
+    /// Answer without the upstream.
+    Respond(Respond),
+    /// The upstream request head is in the output buffer.
+    Forward(Forward),
+}
+
+pub struct Respond {
+    /// Length of the request head in the buffer.
+    pub consumed: usize,
+    pub error: ProxyError,
+    pub record: AccessRecord,
+    pub close: bool,
+}
+
+pub struct Forward {
+    pub consumed: usize,
+    pub route: Arc<Route>,
+    pub endpoint: Arc<Endpoint>,
+    pub record: AccessRecord,
+    pub traceparent: [u8; 55],
+    /// HEAD: the response has no body whatever its headers say.
+    pub head_request: bool,
+    /// Safe to send again on a new connection when a reused one fails before answering.
+    pub idempotent: bool,
+    pub close: bool,
+}
+
+/// The connection-level facts a request head is read with.
+pub struct Peer<'a> {
+    pub ip: IpAddr,
+    /// `ip` as text, formatted once per connection for `X-Forwarded-For`.
+    pub ip_text: &'a str,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Host,
+    Connection,
+    ContentLength,
+    TransferEncoding,
+    Upgrade,
+    Expect,
+    RequestId,
+    Traceparent,
+    Tracestate,
+    Traceresponse,
+    ForwardedFor,
+    ForwardedProto,
+    ForwardedHost,
+    HopByHop,
+    Other,
+}
+
+fn kind(name: &str) -> Kind {
+    let n = name.as_bytes();
+    let is = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
+    let k = match n.len() {
+        4 if is("host") => Kind::Host,
+        6 if is("expect") => Kind::Expect,
+        7 if is("upgrade") => Kind::Upgrade,
+        10 if is("connection") => Kind::Connection,
+        10 if is("tracestate") => Kind::Tracestate,
+        11 if is("traceparent") => Kind::Traceparent,
+        12 if is("x-request-id") => Kind::RequestId,
+        13 if is("traceresponse") => Kind::Traceresponse,
+        14 if is("content-length") => Kind::ContentLength,
+        15 if is("x-forwarded-for") => Kind::ForwardedFor,
+        16 if is("x-forwarded-host") => Kind::ForwardedHost,
+        17 if is("transfer-encoding") => Kind::TransferEncoding,
+        17 if is("x-forwarded-proto") => Kind::ForwardedProto,
+        _ => Kind::Other,
+    };
+    if k == Kind::Other && is_hop_by_hop(n) {
+        Kind::HopByHop
+    } else {
+        k
+    }
+}
+
+/// The tokens of `Connection` values: whether one says `close`, whether one says `upgrade`,
+/// and the header names the others stand for.
+#[derive(Default)]
+struct ConnectionTokens<'a> {
+    close: bool,
+    upgrade: bool,
+    named: [&'a [u8]; MAX_NAMED],
+    count: usize,
+    overflow: bool,
+}
+
+impl<'a> ConnectionTokens<'a> {
+    fn add(&mut self, value: &'a [u8]) {
+        for token in value.split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() || token.eq_ignore_ascii_case(b"keep-alive") {
+                continue;
+            }
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            } else if self.count < MAX_NAMED {
+                self.named[self.count] = token;
+                self.count += 1;
+            } else {
+                self.overflow = true;
+            }
+        }
+    }
+
+    fn names(&self, name: &str) -> bool {
+        self.named[..self.count]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+    }
+}
+
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Reads the request head at the front of `buf` (`None` while it is incomplete) and, when it
+/// goes upstream, writes the upstream's head into `out`.
+pub fn request(
+    buf: &[u8],
+    snap: &Snapshot,
+    metrics: &Metrics,
+    peer: &Peer<'_>,
+    out: &mut Vec<u8>,
+) -> Option<Step> {
+    let start = Instant::now();
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let consumed = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(Step::Handoff),
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Some(Step::Handoff);
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Some(Step::Handoff);
+    };
+    if !target.starts_with('/') || method == Method::CONNECT {
+        return Some(Step::Handoff);
+    }
+    let headers = &*req.headers;
+
+    let mut host: Option<&[u8]> = None;
+    let mut conn = ConnectionTokens::default();
+    let mut incoming_id = None;
+    let mut traceparent_in = None;
+    let (mut has_proto, mut has_fwd_host) = (false, false);
+    for h in headers {
+        match kind(h.name) {
+            Kind::Host if host.is_some() => return Some(Step::Handoff),
+            Kind::Host => host = Some(h.value),
+            Kind::Connection => conn.add(h.value),
+            // A body, a protocol switch or an interim response: the hyper path's business.
+            Kind::TransferEncoding | Kind::Upgrade | Kind::Expect => return Some(Step::Handoff),
+            Kind::ContentLength if h.value != b"0" => return Some(Step::Handoff),
+            Kind::RequestId if incoming_id.is_none() => incoming_id = Some(h.value),
+            Kind::Traceparent if traceparent_in.is_none() => traceparent_in = Some(h.value),
+            Kind::ForwardedProto => has_proto = true,
+            Kind::ForwardedHost => has_fwd_host = true,
+            _ => {}
+        }
+    }
+    if conn.upgrade || conn.overflow {
+        return Some(Step::Handoff);
+    }
+    let host_text = host.and_then(|h| std::str::from_utf8(h).ok());
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let route = snap.router.find(host_text, path, &method).cloned();
+    if route.as_ref().is_some_and(|r| r.upstream.is_http2()) {
+        return Some(Step::Handoff);
+    }
+
+    let request_id = request_id::resolve_bytes(incoming_id);
+    let trace = TraceContext::from_traceparent(traceparent_in);
+    let forwarding = snap.trusted.decide(
+        peer.ip,
+        || {
+            headers
+                .iter()
+                .filter(|h| kind(h.name) == Kind::ForwardedFor)
+                .map(|h| h.value)
+        },
+        has_proto,
+        has_fwd_host,
+    );
+    let record = AccessRecord {
+        start,
+        metrics: route
+            .as_ref()
+            .map_or_else(|| snap.no_route().clone(), |r| r.metrics.clone()),
+        method: method.clone(),
+        path: if snap.access_log {
+            path.to_owned()
+        } else {
+            String::new()
+        },
+        status: 0,
+        client_ip: forwarding.client,
+        request_id,
+        trace,
+        bytes_in: headers
+            .iter()
+            .any(|h| kind(h.name) == Kind::ContentLength)
+            .then_some(0),
+        log: snap.access_log,
+        in_flight: metrics.in_flight(),
+    };
+    let Some(route) = route else {
+        return Some(Step::Respond(Respond {
+            consumed,
+            error: ProxyError::NoRoute,
+            record,
+            close: conn.close,
+        }));
+    };
+    let Some(endpoint) = route.upstream.next_endpoint().cloned() else {
+        return Some(Step::Respond(Respond {
+            consumed,
+            error: ProxyError::UpstreamUnavailable,
+            record,
+            close: conn.close,
+        }));
+    };
+
+    let traceparent = trace.header_bytes();
+    let extra = route.upstream.extra_headers();
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for h in headers {
+        let keep = match kind(h.name) {
+            Kind::Host | Kind::ContentLength => true,
+            Kind::Tracestate => trace.parent_id.is_some(),
+            Kind::ForwardedProto => forwarding.keep_proto,
+            Kind::ForwardedHost => forwarding.keep_host,
+            Kind::Other | Kind::Traceresponse => {
+                !conn.names(h.name)
+                    && !extra
+                        .iter()
+                        .any(|(n, _)| n.as_str().eq_ignore_ascii_case(h.name))
+            }
+            _ => false,
+        };
+        if keep {
+            put_header(out, h.name.as_bytes(), h.value);
+        }
+    }
+    if host.is_none() {
+        put_header(out, b"host", endpoint.authority.as_str().as_bytes());
+    }
+    put_header(out, b"x-request-id", record.request_id.as_bytes());
+    put_header(out, b"traceparent", &traceparent);
+    put_forwarding(out, &forwarding, peer, host);
+    for (name, value) in extra {
+        put_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+
+    Some(Step::Forward(Forward {
+        consumed,
+        idempotent: matches!(
+            method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        ),
+        head_request: method == Method::HEAD,
+        route,
+        endpoint,
+        record,
+        traceparent,
+        close: conn.close,
+    }))
+}
+
+fn put_forwarding(out: &mut Vec<u8>, f: &Forwarding, peer: &Peer<'_>, host: Option<&[u8]>) {
+    let xff = f.extended_for.as_deref().unwrap_or(peer.ip_text);
+    put_header(out, b"x-forwarded-for", xff.as_bytes());
+    if !f.keep_proto {
+        put_header(out, b"x-forwarded-proto", b"http");
+    }
+    if !f.keep_host
+        && let Some(host) = host
+    {
+        put_header(out, b"x-forwarded-host", host);
+    }
+}
+
+/// How the end of a response body is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// A response head read from the upstream.
+pub enum Response {
+    Partial,
+    /// An interim (1xx) response, written to `out` for the client; the final one follows.
+    Interim {
+        consumed: usize,
+    },
+    Final(FinalHead),
+}
+
+pub struct FinalHead {
+    pub consumed: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The upstream connection may serve another request once this body has been read.
+    pub reusable: bool,
+    /// The client connection must close after this response.
+    pub close: bool,
+}
+
+/// Why an upstream response head cannot be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum BadResponse {
+    #[error("the upstream response head is malformed: {0}")]
+    Parse(#[from] httparse::Error),
+    #[error("the upstream response head is malformed: {0}")]
+    Invalid(&'static str),
+}
+
+/// The facts about the request that shape the client's response head.
+pub struct Reply<'a> {
+    pub request_id: &'a HeaderValue,
+    pub traceparent: &'a [u8; 55],
+    pub head_request: bool,
+    /// The client asked to close, or the gateway is draining.
+    pub close: bool,
+}
+
+/// Reads the upstream's response head at the front of `buf` and writes the client's into
+/// `out` (cleared first).
+pub fn response(buf: &[u8], reply: &Reply<'_>, out: &mut Vec<u8>) -> Result<Response, BadResponse> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let consumed = match resp.parse(buf)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(Response::Partial),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return Err(BadResponse::Invalid("no status line"));
+    };
+    if status == 101 {
+        return Err(BadResponse::Invalid(
+            "switching protocols without an upgrade request",
+        ));
+    }
+    let headers = &*resp.headers;
+    let mut conn = ConnectionTokens::default();
+    let mut chunked = None;
+    let mut length: Option<u64> = None;
+    for h in headers {
+        match kind(h.name) {
+            Kind::Connection => conn.add(h.value),
+            Kind::TransferEncoding => {
+                // Only the last coding decides whether the body is chunked.
+                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Kind::ContentLength => {
+                for v in h.value.split(|b| *b == b',') {
+                    let n = std::str::from_utf8(v.trim_ascii())
+                        .ok()
+                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .ok_or(BadResponse::Invalid("bad content-length"))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(BadResponse::Invalid("conflicting content-length"));
+                    }
+                    length = Some(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    let interim = (100..200).contains(&status);
+    let framing = if interim || reply.head_request || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::Close,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Close,
+        }
+    };
+    let close = reply.close || framing == Framing::Close;
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // httparse reads exactly three digits.
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    out.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in headers {
+        let keep = match kind(h.name) {
+            Kind::Connection
+            | Kind::TransferEncoding
+            | Kind::Upgrade
+            | Kind::HopByHop
+            | Kind::RequestId
+            | Kind::Traceresponse => false,
+            Kind::ContentLength => chunked.is_none(),
+            _ => !conn.names(h.name),
+        };
+        if keep {
+            put_header(out, h.name.as_bytes(), h.value);
+        }
+    }
+    if interim {
+        out.extend_from_slice(b"\r\n");
+        return Ok(Response::Interim { consumed });
+    }
+    if framing == Framing::Chunked {
+        put_header(out, b"transfer-encoding", b"chunked");
+    }
+    put_header(out, b"x-request-id", reply.request_id.as_bytes());
+    put_header(out, b"traceresponse", reply.traceparent);
+    if close {
+        put_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Response::Final(FinalHead {
+        consumed,
+        status,
+        framing,
+        reusable: version == 1 && !conn.close && framing != Framing::Close,
+        close,
+    }))
+}
