@@ -2,6 +2,8 @@
 //! `palisade` binary in front of it.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::time::Duration;
 
 use palisade_testkit::gateway::{Gateway, GatewayBuilder};
