@@ -486,3 +486,229 @@ pub fn response(buf: &[u8], reply: &Reply<'_>, out: &mut Vec<u8>) -> Result<Resp
         close,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[server]
+trusted_proxies = ["10.0.0.0/8"]
+[upstreams.app]
+endpoints = ["127.0.0.1:9"]
+[upstreams.app.request_headers]
+authorization = "Bearer upstream"
+[[routes]]
+name = "api"
+path = "/api"
+upstream = "app"
+"#;
+
+    fn snapshot() -> (Snapshot, Arc<Metrics>) {
+        let loaded = palisade_config::load_str("t.toml", CONFIG, &[]).expect("valid config");
+        let metrics = Metrics::new("test");
+        let snap = Snapshot::build(&loaded, &metrics).expect("snapshot");
+        (snap, metrics)
+    }
+
+    fn run(raw: &[u8], ip: &str) -> (Option<Step>, String) {
+        let (snap, metrics) = snapshot();
+        let ip: IpAddr = ip.parse().unwrap();
+        let text = ip.to_string();
+        let peer = Peer { ip, ip_text: &text };
+        let mut out = Vec::new();
+        let step = request(raw, &snap, &metrics, &peer, &mut out);
+        (step, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_upstream_head_follows_the_forwarding_rules() {
+        let raw = b"GET /api/x?y=1 HTTP/1.1\r\nHost: shop.example\r\nConnection: keep-alive, X-Private\r\n\
+            X-Private: secret\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nAuthorization: Bearer client\r\n\
+            X-Request-Id: req-1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\
+            tracestate: k=v\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Host: evil\r\nAccept: */*\r\n\r\n";
+        let (step, out) = run(raw, "192.0.2.7");
+        let Some(Step::Forward(f)) = step else {
+            panic!("expected the direct path")
+        };
+        assert_eq!(f.consumed, raw.len());
+        assert!(f.idempotent && !f.head_request && !f.close);
+        let lines: Vec<&str> = out.split("\r\n").collect();
+        assert_eq!(lines[0], "GET /api/x?y=1 HTTP/1.1");
+        for gone in [
+            "Connection",
+            "X-Private",
+            "Keep-Alive",
+            "TE",
+            "Bearer client",
+            "1.2.3.4",
+            "evil",
+        ] {
+            assert!(!out.contains(gone), "{gone} leaked into {out}");
+        }
+        for kept in [
+            "Host: shop.example",
+            "Accept: */*",
+            "tracestate: k=v",
+            "x-request-id: req-1",
+            "authorization: Bearer upstream",
+            "x-forwarded-for: 192.0.2.7",
+            "x-forwarded-proto: http",
+            "x-forwarded-host: shop.example",
+        ] {
+            assert!(lines.contains(&kept), "{kept} missing from {out}");
+        }
+        let tp = lines
+            .iter()
+            .find(|l| l.starts_with("traceparent: "))
+            .unwrap();
+        assert!(tp.starts_with("traceparent: 00-0af7651916cd43dd8448eb211c80319c-"));
+        assert!(
+            !tp.contains("b7ad6b7169203331"),
+            "the gateway's span is the parent"
+        );
+        assert!(out.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_trusted_peer_extends_the_chain() {
+        let raw = b"GET /api HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 203.0.113.9\r\nx-forwarded-proto: https\r\n\r\n";
+        let (step, out) = run(raw, "10.0.0.2");
+        let Some(Step::Forward(f)) = step else {
+            panic!("expected the direct path")
+        };
+        assert_eq!(f.record.client_ip.to_string(), "203.0.113.9");
+        assert!(out.contains("x-forwarded-for: 203.0.113.9, 10.0.0.2\r\n"));
+        assert!(out.contains("x-forwarded-proto: https\r\n"));
+        assert!(!out.contains("x-forwarded-proto: http\r\n"));
+    }
+
+    #[test]
+    fn anything_but_the_common_case_goes_to_the_general_path() {
+        for raw in [
+            &b"POST /api HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc"[..],
+            b"POST /api HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"GET /api HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            b"GET /api HTTP/1.0\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET http://a/api HTTP/1.1\r\nhost: a\r\n\r\n",
+            b"GET /api HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            b"GET /api HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\n\r\n",
+            b"GET /a\x01pi HTTP/1.1\r\n\r\n",
+        ] {
+            let (step, _) = run(raw, "192.0.2.7");
+            assert!(
+                matches!(step, Some(Step::Handoff)),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert!(
+            run(b"GET /api HTTP/1.1\r\nhost: a\r\n", "192.0.2.7")
+                .0
+                .is_none()
+        );
+        let (step, _) = run(
+            b"GET /other HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+            "192.0.2.7",
+        );
+        let Some(Step::Respond(r)) = step else {
+            panic!("expected a 404")
+        };
+        assert_eq!((r.error, r.close), (ProxyError::NoRoute, true));
+    }
+
+    fn reply_to(raw: &[u8], head_request: bool) -> (Result<Response, BadResponse>, String) {
+        let id = HeaderValue::from_static("req-1");
+        let tp = [b'0'; 55];
+        let reply = Reply {
+            request_id: &id,
+            traceparent: &tp,
+            head_request,
+            close: false,
+        };
+        let mut out = Vec::new();
+        let r = response(raw, &reply, &mut out);
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_client_head_drops_hop_by_hop_headers_and_keeps_the_framing() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: x-secret\r\nX-Secret: 1\r\n\
+            Keep-Alive: timeout=5\r\nX-Request-Id: upstream-id\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
+        let (r, out) = reply_to(raw, false);
+        let Ok(Response::Final(head)) = r else {
+            panic!("a final head")
+        };
+        assert_eq!(
+            (head.status, head.framing, head.consumed),
+            (200, Framing::Chunked, raw.len())
+        );
+        assert!(head.reusable && !head.close);
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(out.contains("Content-Type: text/plain\r\n"));
+        assert!(out.contains("transfer-encoding: chunked\r\nx-request-id: req-1\r\n"));
+        for gone in [
+            "X-Secret",
+            "Keep-Alive",
+            "upstream-id",
+            "Content-Length",
+            "Connection",
+        ] {
+            assert!(!out.contains(gone), "{gone} leaked into {out}");
+        }
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let framing = |raw: &[u8], head: bool| match reply_to(raw, head).0 {
+            Ok(Response::Final(h)) => Ok((h.framing, h.reusable, h.close)),
+            Ok(_) => panic!("not final"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false),
+            Ok((Framing::Length(5), true, false))
+        );
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true),
+            Ok((Framing::Empty, true, false))
+        );
+        assert_eq!(
+            framing(b"HTTP/1.1 304 Not Modified\r\n\r\n", false),
+            Ok((Framing::Empty, true, false))
+        );
+        assert_eq!(
+            framing(b"HTTP/1.0 200 OK\r\n\r\n", false),
+            Ok((Framing::Close, false, true))
+        );
+        assert_eq!(
+            framing(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+                false
+            ),
+            Ok((Framing::Length(5), false, false))
+        );
+        assert!(
+            framing(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+                false
+            )
+            .is_err()
+        );
+        assert!(framing(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false).is_err());
+        assert!(framing(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false).is_err());
+        assert!(matches!(
+            reply_to(
+                b"HTTP/1.1 103 Early Hints\r\nlink: <a>\r\n\r\nHTTP/1.1 200",
+                false
+            )
+            .0,
+            Ok(Response::Interim { consumed: 39 })
+        ));
+        assert!(matches!(
+            reply_to(b"HTTP/1.1 200 OK\r\n", false).0,
+            Ok(Response::Partial)
+        ));
+    }
+}
