@@ -249,3 +249,17 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     );
     assert!(wire.closed_within(Duration::from_secs(1)).await);
 }
+
+#[tokio::test]
+async fn a_response_with_many_headers_is_passed_whole() {
+    let (_up, gw) = common::start("").await;
+    let query: Vec<String> = (0..80).map(|i| format!("set_header=x-h{i}:{i}")).collect();
+    let resp = common::client()
+        .get(gw.url(&format!("/many?{}", query.join("&"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-h0"], "0");
+    assert_eq!(resp.headers()["x-h79"], "79");
+}

@@ -22,8 +22,10 @@ use crate::request_id;
 use crate::routing::Route;
 use crate::trace_context::TraceContext;
 
-/// Most header lines a head may have on the direct path; more go to the hyper path.
+/// Most header lines a request head may have on the direct path; more go to the hyper path.
 pub const MAX_HEADERS: usize = 64;
+/// Most header lines an upstream response head may have (hyper's limit too); more is a 502.
+const MAX_RESPONSE_HEADERS: usize = 100;
 /// Most `Connection` tokens naming other headers; more go to the hyper path.
 const MAX_NAMED: usize = 8;
 
@@ -387,7 +389,7 @@ pub struct Reply<'a> {
 /// Reads the upstream's response head at the front of `buf` and writes the client's into
 /// `out` (cleared first).
 pub fn response(buf: &[u8], reply: &Reply<'_>, out: &mut Vec<u8>) -> Result<Response, BadResponse> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     let consumed = match resp.parse(buf)? {
         httparse::Status::Complete(n) => n,
