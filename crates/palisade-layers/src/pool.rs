@@ -139,8 +139,13 @@ impl Endpoint {
         if sender.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            // Connections idle past the timeout are dropped (closed) as others come back.
+        self.park(&self.idle, sender);
+    }
+
+    /// Queues an idle connection, most recent at the back. Connections idle past the timeout
+    /// leave from the front (and close) as others come back; past `max_idle` the newcomer does.
+    fn park<T>(&self, queue: &Mutex<VecDeque<Idle<T>>>, conn: T) {
+        if let Ok(mut idle) = queue.lock() {
             let now = Instant::now();
             while idle
                 .front()
@@ -149,10 +154,7 @@ impl Endpoint {
                 idle.pop_front();
             }
             if idle.len() < self.max_idle {
-                idle.push_back(Idle {
-                    conn: sender,
-                    since: now,
-                });
+                idle.push_back(Idle { conn, since: now });
             }
         }
     }
@@ -179,21 +181,7 @@ impl Endpoint {
 
     /// Gives a direct-path connection back after a complete exchange.
     pub fn put_stream(&self, stream: TcpStream) {
-        if let Ok(mut idle) = self.streams.lock() {
-            let now = Instant::now();
-            while idle
-                .front()
-                .is_some_and(|i| now.duration_since(i.since) > self.idle_timeout)
-            {
-                idle.pop_front();
-            }
-            if idle.len() < self.max_idle {
-                idle.push_back(Idle {
-                    conn: stream,
-                    since: now,
-                });
-            }
-        }
+        self.park(&self.streams, stream);
     }
 
     /// A new connection to the endpoint, within the connect timeout.

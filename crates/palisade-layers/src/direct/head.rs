@@ -1,5 +1,5 @@
-//! Message heads on the direct path: the client's request head becomes the upstream's, the
-//! upstream's response head becomes the client's, written byte by byte into a buffer.
+//! Request heads on the direct path: the client's request head becomes the upstream's, written
+//! byte by byte into a buffer. The header classification here serves [`super::response`] too.
 //!
 //! The rules are the hyper path's (request id, trace context, forwarding headers, hop-by-hop
 //! removal, route match), applied to the parsed header list; anything outside the common case
@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Method};
+use http::Method;
 use palisade_telemetry::metrics::Metrics;
 
 use crate::access::AccessRecord;
@@ -24,8 +24,6 @@ use crate::trace_context::TraceContext;
 
 /// Most header lines a request head may have on the direct path; more go to the hyper path.
 pub const MAX_HEADERS: usize = 64;
-/// Most header lines an upstream response head may have (hyper's limit too); more is a 502.
-const MAX_RESPONSE_HEADERS: usize = 100;
 /// Most `Connection` tokens naming other headers; more go to the hyper path.
 const MAX_NAMED: usize = 8;
 
@@ -69,7 +67,7 @@ pub struct Peer<'a> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Host,
     Connection,
     ContentLength,
@@ -87,7 +85,7 @@ enum Kind {
     Other,
 }
 
-fn kind(name: &str) -> Kind {
+pub(super) fn kind(name: &str) -> Kind {
     let n = name.as_bytes();
     let is = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
     let k = match n.len() {
@@ -116,8 +114,8 @@ fn kind(name: &str) -> Kind {
 /// The tokens of `Connection` values: whether one says `close`, whether one says `upgrade`,
 /// and the header names the others stand for.
 #[derive(Default)]
-struct ConnectionTokens<'a> {
-    close: bool,
+pub(super) struct ConnectionTokens<'a> {
+    pub(super) close: bool,
     upgrade: bool,
     named: [&'a [u8]; MAX_NAMED],
     count: usize,
@@ -125,7 +123,7 @@ struct ConnectionTokens<'a> {
 }
 
 impl<'a> ConnectionTokens<'a> {
-    fn add(&mut self, value: &'a [u8]) {
+    pub(super) fn add(&mut self, value: &'a [u8]) {
         for token in value.split(|b| *b == b',') {
             let token = token.trim_ascii();
             if token.is_empty() || token.eq_ignore_ascii_case(b"keep-alive") {
@@ -144,14 +142,14 @@ impl<'a> ConnectionTokens<'a> {
         }
     }
 
-    fn names(&self, name: &str) -> bool {
+    pub(super) fn names(&self, name: &str) -> bool {
         self.named[..self.count]
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
     }
 }
 
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(super) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -190,15 +188,19 @@ pub fn request(
     let mut conn = ConnectionTokens::default();
     let mut incoming_id = None;
     let mut traceparent_in = None;
-    let (mut has_proto, mut has_fwd_host) = (false, false);
-    for h in headers {
-        match kind(h.name) {
+    let (mut has_proto, mut has_fwd_host, mut has_length) = (false, false, false);
+    // Each name is classified once; the later passes read `kinds`.
+    let mut kinds = [Kind::Other; MAX_HEADERS];
+    for (h, k) in headers.iter().zip(kinds.iter_mut()) {
+        *k = kind(h.name);
+        match *k {
             Kind::Host if host.is_some() => return Some(Step::Handoff),
             Kind::Host => host = Some(h.value),
             Kind::Connection => conn.add(h.value),
             // A body, a protocol switch or an interim response: the hyper path's business.
             Kind::TransferEncoding | Kind::Upgrade | Kind::Expect => return Some(Step::Handoff),
             Kind::ContentLength if h.value != b"0" => return Some(Step::Handoff),
+            Kind::ContentLength => has_length = true,
             Kind::RequestId if incoming_id.is_none() => incoming_id = Some(h.value),
             Kind::Traceparent if traceparent_in.is_none() => traceparent_in = Some(h.value),
             Kind::ForwardedProto => has_proto = true,
@@ -223,8 +225,9 @@ pub fn request(
         || {
             headers
                 .iter()
-                .filter(|h| kind(h.name) == Kind::ForwardedFor)
-                .map(|h| h.value)
+                .zip(kinds)
+                .filter(|(_, k)| *k == Kind::ForwardedFor)
+                .map(|(h, _)| h.value)
         },
         has_proto,
         has_fwd_host,
@@ -244,10 +247,7 @@ pub fn request(
         client_ip: forwarding.client,
         request_id,
         trace,
-        bytes_in: headers
-            .iter()
-            .any(|h| kind(h.name) == Kind::ContentLength)
-            .then_some(0),
+        bytes_in: has_length.then_some(0),
         log: snap.access_log,
         in_flight: metrics.in_flight(),
     };
@@ -275,8 +275,8 @@ pub fn request(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for h in headers {
-        let keep = match kind(h.name) {
+    for (h, k) in headers.iter().zip(kinds) {
+        let keep = match k {
             Kind::Host | Kind::ContentLength => true,
             Kind::Tracestate => trace.parent_id.is_some(),
             Kind::ForwardedProto => forwarding.keep_proto,
@@ -335,158 +335,6 @@ fn put_forwarding(out: &mut Vec<u8>, f: &Forwarding, peer: &Peer<'_>, host: Opti
     {
         put_header(out, b"x-forwarded-host", host);
     }
-}
-
-/// How the end of a response body is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body (HEAD, 204, 304).
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Until the upstream closes the connection.
-    Close,
-}
-
-/// A response head read from the upstream.
-pub enum Response {
-    Partial,
-    /// An interim (1xx) response, written to `out` for the client; the final one follows.
-    Interim {
-        consumed: usize,
-    },
-    Final(FinalHead),
-}
-
-pub struct FinalHead {
-    pub consumed: usize,
-    pub status: u16,
-    pub framing: Framing,
-    /// The upstream connection may serve another request once this body has been read.
-    pub reusable: bool,
-    /// The client connection must close after this response.
-    pub close: bool,
-}
-
-/// Why an upstream response head cannot be forwarded.
-#[derive(Debug, thiserror::Error)]
-pub enum BadResponse {
-    #[error("the upstream response head is malformed: {0}")]
-    Parse(#[from] httparse::Error),
-    #[error("the upstream response head is malformed: {0}")]
-    Invalid(&'static str),
-}
-
-/// The facts about the request that shape the client's response head.
-pub struct Reply<'a> {
-    pub request_id: &'a HeaderValue,
-    pub traceparent: &'a [u8; 55],
-    pub head_request: bool,
-    /// The client asked to close, or the gateway is draining.
-    pub close: bool,
-}
-
-/// Reads the upstream's response head at the front of `buf` and writes the client's into
-/// `out` (cleared first).
-pub fn response(buf: &[u8], reply: &Reply<'_>, out: &mut Vec<u8>) -> Result<Response, BadResponse> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let consumed = match resp.parse(buf)? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => return Ok(Response::Partial),
-    };
-    let (Some(version), Some(status)) = (resp.version, resp.code) else {
-        return Err(BadResponse::Invalid("no status line"));
-    };
-    if status == 101 {
-        return Err(BadResponse::Invalid(
-            "switching protocols without an upgrade request",
-        ));
-    }
-    let headers = &*resp.headers;
-    let mut conn = ConnectionTokens::default();
-    let mut chunked = None;
-    let mut length: Option<u64> = None;
-    for h in headers {
-        match kind(h.name) {
-            Kind::Connection => conn.add(h.value),
-            Kind::TransferEncoding => {
-                // Only the last coding decides whether the body is chunked.
-                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
-                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            }
-            Kind::ContentLength => {
-                for v in h.value.split(|b| *b == b',') {
-                    let n = std::str::from_utf8(v.trim_ascii())
-                        .ok()
-                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or(BadResponse::Invalid("bad content-length"))?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(BadResponse::Invalid("conflicting content-length"));
-                    }
-                    length = Some(n);
-                }
-            }
-            _ => {}
-        }
-    }
-    let interim = (100..200).contains(&status);
-    let framing = if interim || reply.head_request || status == 204 || status == 304 {
-        Framing::Empty
-    } else {
-        match (chunked, length) {
-            (Some(true), _) => Framing::Chunked,
-            (Some(false), _) => Framing::Close,
-            (None, Some(n)) => Framing::Length(n),
-            (None, None) => Framing::Close,
-        }
-    };
-    let close = reply.close || framing == Framing::Close;
-
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    // httparse reads exactly three digits.
-    let digit = |n: u16| b'0' + (n % 10) as u8;
-    out.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
-    out.push(b' ');
-    out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for h in headers {
-        let keep = match kind(h.name) {
-            Kind::Connection
-            | Kind::TransferEncoding
-            | Kind::Upgrade
-            | Kind::HopByHop
-            | Kind::RequestId
-            | Kind::Traceresponse => false,
-            Kind::ContentLength => chunked.is_none(),
-            _ => !conn.names(h.name),
-        };
-        if keep {
-            put_header(out, h.name.as_bytes(), h.value);
-        }
-    }
-    if interim {
-        out.extend_from_slice(b"\r\n");
-        return Ok(Response::Interim { consumed });
-    }
-    if framing == Framing::Chunked {
-        put_header(out, b"transfer-encoding", b"chunked");
-    }
-    put_header(out, b"x-request-id", reply.request_id.as_bytes());
-    put_header(out, b"traceresponse", reply.traceparent);
-    if close {
-        put_header(out, b"connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
-    Ok(Response::Final(FinalHead {
-        consumed,
-        status,
-        framing,
-        reusable: version == 1 && !conn.close && framing != Framing::Close,
-        close,
-    }))
 }
 
 #[cfg(test)]
@@ -618,99 +466,5 @@ upstream = "app"
             panic!("expected a 404")
         };
         assert_eq!((r.error, r.close), (ProxyError::NoRoute, true));
-    }
-
-    fn reply_to(raw: &[u8], head_request: bool) -> (Result<Response, BadResponse>, String) {
-        let id = HeaderValue::from_static("req-1");
-        let tp = [b'0'; 55];
-        let reply = Reply {
-            request_id: &id,
-            traceparent: &tp,
-            head_request,
-            close: false,
-        };
-        let mut out = Vec::new();
-        let r = response(raw, &reply, &mut out);
-        (r, String::from_utf8(out).unwrap())
-    }
-
-    #[test]
-    fn the_client_head_drops_hop_by_hop_headers_and_keeps_the_framing() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: x-secret\r\nX-Secret: 1\r\n\
-            Keep-Alive: timeout=5\r\nX-Request-Id: upstream-id\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
-        let (r, out) = reply_to(raw, false);
-        let Ok(Response::Final(head)) = r else {
-            panic!("a final head")
-        };
-        assert_eq!(
-            (head.status, head.framing, head.consumed),
-            (200, Framing::Chunked, raw.len())
-        );
-        assert!(head.reusable && !head.close);
-        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
-        assert!(out.contains("Content-Type: text/plain\r\n"));
-        assert!(out.contains("transfer-encoding: chunked\r\nx-request-id: req-1\r\n"));
-        for gone in [
-            "X-Secret",
-            "Keep-Alive",
-            "upstream-id",
-            "Content-Length",
-            "Connection",
-        ] {
-            assert!(!out.contains(gone), "{gone} leaked into {out}");
-        }
-    }
-
-    #[test]
-    fn response_framing_follows_rfc_9112() {
-        let framing = |raw: &[u8], head: bool| match reply_to(raw, head).0 {
-            Ok(Response::Final(h)) => Ok((h.framing, h.reusable, h.close)),
-            Ok(_) => panic!("not final"),
-            Err(e) => Err(e.to_string()),
-        };
-        assert_eq!(
-            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false),
-            Ok((Framing::Length(5), true, false))
-        );
-        assert_eq!(
-            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true),
-            Ok((Framing::Empty, true, false))
-        );
-        assert_eq!(
-            framing(b"HTTP/1.1 304 Not Modified\r\n\r\n", false),
-            Ok((Framing::Empty, true, false))
-        );
-        assert_eq!(
-            framing(b"HTTP/1.0 200 OK\r\n\r\n", false),
-            Ok((Framing::Close, false, true))
-        );
-        assert_eq!(
-            framing(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
-                false
-            ),
-            Ok((Framing::Length(5), false, false))
-        );
-        assert!(
-            framing(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
-                false
-            )
-            .is_err()
-        );
-        assert!(framing(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false).is_err());
-        assert!(framing(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false).is_err());
-        assert!(matches!(
-            reply_to(
-                b"HTTP/1.1 103 Early Hints\r\nlink: <a>\r\n\r\nHTTP/1.1 200",
-                false
-            )
-            .0,
-            Ok(Response::Interim { consumed: 39 })
-        ));
-        assert!(matches!(
-            reply_to(b"HTTP/1.1 200 OK\r\n", false).0,
-            Ok(Response::Partial)
-        ));
     }
 }

@@ -15,6 +15,7 @@
 mod chunked;
 mod deadline;
 mod head;
+mod response;
 mod rewind;
 
 use std::net::SocketAddr;
@@ -35,7 +36,8 @@ use crate::problem::{ProxyError, problem_parts};
 use crate::proxy::Proxy;
 use chunked::ChunkedScanner;
 use deadline::Deadlines;
-use head::{Forward, Framing, Peer, Reply, Respond, Step};
+use head::{Forward, Peer, Respond, Step};
+use response::{Framing, Reply};
 pub use rewind::Rewind;
 
 /// Size of each connection's read buffers; also the longest request head the direct path
@@ -216,7 +218,7 @@ enum ExchangeError {
     #[error("the upstream closed the connection before a complete response head")]
     Truncated,
     #[error(transparent)]
-    Bad(#[from] head::BadResponse),
+    Bad(#[from] response::BadResponse),
 }
 
 impl ExchangeError {
@@ -352,7 +354,7 @@ async fn send_and_read_head(
     io: &mut Buffers,
     reply: &Reply<'_>,
     client: &mut TcpStream,
-) -> Result<(head::FinalHead, usize), ExchangeError> {
+) -> Result<(response::FinalHead, usize), ExchangeError> {
     if let Err(error) = upstream.write_all(&io.upstream_head).await {
         return Err(stale_or(error));
     }
@@ -361,7 +363,7 @@ async fn send_and_read_head(
     loop {
         if filled == io.upstream_in.len() {
             if io.upstream_in.len() >= MAX_RESPONSE_HEAD {
-                return Err(head::BadResponse::Invalid("response head too large").into());
+                return Err(response::BadResponse::Invalid("response head too large").into());
             }
             io.upstream_in.resize(io.upstream_in.len() * 2, 0);
         }
@@ -375,10 +377,10 @@ async fn send_and_read_head(
         received_any = true;
         filled += n;
         loop {
-            match head::response(&io.upstream_in[..filled], reply, &mut io.client_out)? {
-                head::Response::Partial => break,
-                head::Response::Final(head) => return Ok((head, filled)),
-                head::Response::Interim { consumed } => {
+            match response::translate(&io.upstream_in[..filled], reply, &mut io.client_out)? {
+                response::Response::Partial => break,
+                response::Response::Final(head) => return Ok((head, filled)),
+                response::Response::Interim { consumed } => {
                     // Best effort: a client gone now fails on the final response.
                     let _ = client.write_all(&io.client_out).await;
                     io.upstream_in.copy_within(consumed..filled, 0);

@@ -1,0 +1,266 @@
+//! Response heads on the direct path: the upstream's response head becomes the client's,
+//! written byte by byte into a buffer, and its framing tells where the body ends.
+
+use http::HeaderValue;
+
+use super::head::{ConnectionTokens, Kind, kind, put_header};
+
+/// Most header lines an upstream response head may have (hyper's limit too); more is a 502.
+const MAX_RESPONSE_HEADERS: usize = 100;
+
+/// How the end of a response body is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// A response head read from the upstream.
+pub enum Response {
+    Partial,
+    /// An interim (1xx) response, written to `out` for the client; the final one follows.
+    Interim {
+        consumed: usize,
+    },
+    Final(FinalHead),
+}
+
+pub struct FinalHead {
+    pub consumed: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The upstream connection may serve another request once this body has been read.
+    pub reusable: bool,
+    /// The client connection must close after this response.
+    pub close: bool,
+}
+
+/// Why an upstream response head cannot be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum BadResponse {
+    #[error("the upstream response head is malformed: {0}")]
+    Parse(#[from] httparse::Error),
+    #[error("the upstream response head is malformed: {0}")]
+    Invalid(&'static str),
+}
+
+/// The facts about the request that shape the client's response head.
+pub struct Reply<'a> {
+    pub request_id: &'a HeaderValue,
+    pub traceparent: &'a [u8; 55],
+    pub head_request: bool,
+    /// The client asked to close, or the gateway is draining.
+    pub close: bool,
+}
+
+/// Reads the upstream's response head at the front of `buf` and writes the client's into
+/// `out` (cleared first).
+pub fn translate(
+    buf: &[u8],
+    reply: &Reply<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Response, BadResponse> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let consumed = match resp.parse(buf)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(Response::Partial),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return Err(BadResponse::Invalid("no status line"));
+    };
+    if status == 101 {
+        return Err(BadResponse::Invalid(
+            "switching protocols without an upgrade request",
+        ));
+    }
+    let headers = &*resp.headers;
+    let mut conn = ConnectionTokens::default();
+    let mut chunked = None;
+    let mut length: Option<u64> = None;
+    let mut kinds = [Kind::Other; MAX_RESPONSE_HEADERS];
+    for (h, k) in headers.iter().zip(kinds.iter_mut()) {
+        *k = kind(h.name);
+        match *k {
+            Kind::Connection => conn.add(h.value),
+            Kind::TransferEncoding => {
+                // Only the last coding decides whether the body is chunked.
+                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Kind::ContentLength => {
+                for v in h.value.split(|b| *b == b',') {
+                    let n = std::str::from_utf8(v.trim_ascii())
+                        .ok()
+                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .ok_or(BadResponse::Invalid("bad content-length"))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(BadResponse::Invalid("conflicting content-length"));
+                    }
+                    length = Some(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    let interim = (100..200).contains(&status);
+    let framing = if interim || reply.head_request || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::Close,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Close,
+        }
+    };
+    let close = reply.close || framing == Framing::Close;
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // httparse reads exactly three digits.
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    out.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (h, k) in headers.iter().zip(kinds) {
+        let keep = match k {
+            Kind::Connection
+            | Kind::TransferEncoding
+            | Kind::Upgrade
+            | Kind::HopByHop
+            | Kind::RequestId
+            | Kind::Traceresponse => false,
+            Kind::ContentLength => chunked.is_none(),
+            _ => !conn.names(h.name),
+        };
+        if keep {
+            put_header(out, h.name.as_bytes(), h.value);
+        }
+    }
+    if interim {
+        out.extend_from_slice(b"\r\n");
+        return Ok(Response::Interim { consumed });
+    }
+    if framing == Framing::Chunked {
+        put_header(out, b"transfer-encoding", b"chunked");
+    }
+    put_header(out, b"x-request-id", reply.request_id.as_bytes());
+    put_header(out, b"traceresponse", reply.traceparent);
+    if close {
+        put_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Response::Final(FinalHead {
+        consumed,
+        status,
+        framing,
+        reusable: version == 1 && !conn.close && framing != Framing::Close,
+        close,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply_to(raw: &[u8], head_request: bool) -> (Result<Response, BadResponse>, String) {
+        let id = HeaderValue::from_static("req-1");
+        let tp = [b'0'; 55];
+        let reply = Reply {
+            request_id: &id,
+            traceparent: &tp,
+            head_request,
+            close: false,
+        };
+        let mut out = Vec::new();
+        let r = translate(raw, &reply, &mut out);
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_client_head_drops_hop_by_hop_headers_and_keeps_the_framing() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: x-secret\r\nX-Secret: 1\r\n\
+            Keep-Alive: timeout=5\r\nX-Request-Id: upstream-id\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
+        let (r, out) = reply_to(raw, false);
+        let Ok(Response::Final(head)) = r else {
+            panic!("a final head")
+        };
+        assert_eq!(
+            (head.status, head.framing, head.consumed),
+            (200, Framing::Chunked, raw.len())
+        );
+        assert!(head.reusable && !head.close);
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(out.contains("Content-Type: text/plain\r\n"));
+        assert!(out.contains("transfer-encoding: chunked\r\nx-request-id: req-1\r\n"));
+        for gone in [
+            "X-Secret",
+            "Keep-Alive",
+            "upstream-id",
+            "Content-Length",
+            "Connection",
+        ] {
+            assert!(!out.contains(gone), "{gone} leaked into {out}");
+        }
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let framing = |raw: &[u8], head: bool| match reply_to(raw, head).0 {
+            Ok(Response::Final(h)) => Ok((h.framing, h.reusable, h.close)),
+            Ok(_) => panic!("not final"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false),
+            Ok((Framing::Length(5), true, false))
+        );
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true),
+            Ok((Framing::Empty, true, false))
+        );
+        assert_eq!(
+            framing(b"HTTP/1.1 304 Not Modified\r\n\r\n", false),
+            Ok((Framing::Empty, true, false))
+        );
+        assert_eq!(
+            framing(b"HTTP/1.0 200 OK\r\n\r\n", false),
+            Ok((Framing::Close, false, true))
+        );
+        assert_eq!(
+            framing(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+                false
+            ),
+            Ok((Framing::Length(5), false, false))
+        );
+        assert!(
+            framing(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+                false
+            )
+            .is_err()
+        );
+        assert!(framing(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false).is_err());
+        assert!(framing(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false).is_err());
+        assert!(matches!(
+            reply_to(
+                b"HTTP/1.1 103 Early Hints\r\nlink: <a>\r\n\r\nHTTP/1.1 200",
+                false
+            )
+            .0,
+            Ok(Response::Interim { consumed: 39 })
+        ));
+        assert!(matches!(
+            reply_to(b"HTTP/1.1 200 OK\r\n", false).0,
+            Ok(Response::Partial)
+        ));
+    }
+}
