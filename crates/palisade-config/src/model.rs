@@ -67,6 +67,11 @@ pub struct ServerConfig {
     /// Accept HTTP/2 over cleartext with prior knowledge (h2c) besides HTTP/1.1.
     #[serde(default = "default_true")]
     pub http2: bool,
+    /// Serve the common HTTP/1.1 request on the fast codec (the default). `false` sends every
+    /// request through the general codec (hyper): a switch to rule the fast codec out while
+    /// debugging. Both apply the same rules; only the cost per request differs.
+    #[serde(default = "default_true")]
+    pub direct_path: bool,
 }
 
 /// The ops listener.
@@ -229,6 +234,7 @@ impl Default for ServerConfig {
             header_read_timeout: default_header_read_timeout(),
             keepalive_timeout: default_keepalive_timeout(),
             http2: true,
+            direct_path: true,
         }
     }
 }

@@ -147,6 +147,7 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
         proxy_listener,
         builder,
         limits,
+        cfg.server.direct_path,
         proxy.clone(),
         stop_rx,
         grace,

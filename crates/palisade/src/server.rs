@@ -41,6 +41,7 @@ pub async fn accept_loop(
     listener: TcpListener,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Limits,
+    direct_path: bool,
     proxy: Arc<Proxy>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
@@ -68,9 +69,12 @@ pub async fn accept_loop(
         let open = open.clone();
         open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            if let Ended::Handoff(io) =
+            let ended = if direct_path {
                 direct::serve(proxy.clone(), stream, peer, limits, shutdown).await
-            {
+            } else {
+                Ended::Handoff(direct::Rewind::new(stream, bytes::Bytes::new()))
+            };
+            if let Ended::Handoff(io) = ended {
                 let service = service_fn(move |req| {
                     let proxy = proxy.clone();
                     async move { Ok::<_, Infallible>(proxy.serve(req, peer).await) }
