@@ -69,6 +69,7 @@ impl TrustedProxies {
             }
         }
         Forwarding {
+            trusted,
             client,
             extended_for: prior,
             keep_proto: trusted && has_proto,
@@ -123,6 +124,8 @@ impl TrustedProxies {
 /// What the gateway sends upstream about the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarding {
+    /// The peer is a trusted proxy: its forwarding headers (`Forwarded` too) are kept.
+    pub trusted: bool,
     /// The client address for logs and limits.
     pub client: IpAddr,
     /// `X-Forwarded-For` when a trusted peer sent one: its value with the peer appended.

@@ -1,16 +1,20 @@
-//! The request path of Palisade, one module per concern.
+//! The request path of Palisade: two codecs under one pipeline.
 //!
-//! [`proxy::Proxy`] runs a request through request id and trace context, route matching, the
-//! body-size check, forwarding headers and the pooled upstream client, and turns every
-//! failure into a small `application/problem+json` response ([`problem`]).
+//! - [`codec`]: the fast HTTP/1.1 codec and the general (hyper) codec; they parse and
+//!   serialize, nothing else.
+//! - [`pipeline`]: every decision, made once on a borrowed view of the request: head rules,
+//!   the normalized path, route match, forwarding headers, rejections, the upstream call.
+//! - The pieces the pipeline uses: [`routing`], [`forwarded`], [`request_id`],
+//!   [`trace_context`], [`headers`], [`problem`], [`access`], and the upstreams with their
+//!   connection pools ([`upstream`], [`pool`]). [`proxy::Proxy`] holds the current snapshot.
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod body;
-pub mod direct;
+pub mod codec;
 pub mod forwarded;
 pub mod headers;
 mod hex;
+pub mod pipeline;
 pub mod pool;
 pub mod problem;
 pub mod proxy;
@@ -19,4 +23,7 @@ pub mod routing;
 pub mod trace_context;
 pub mod upstream;
 
+/// The fast codec under the name the binary knows it by.
+pub use codec::fast as direct;
 pub use proxy::{Proxy, Snapshot};
+pub use upstream::EndpointRegistry;

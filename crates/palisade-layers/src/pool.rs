@@ -12,16 +12,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
-use http::{Request, Response, header};
-use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::RequestBody;
+use crate::codec::general::body::RequestBody;
 
 /// Why an exchange with an endpoint failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +54,25 @@ pub struct Endpoint {
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
+    /// Connection attempts refused in a row; 0 while the endpoint is up.
+    refusals: AtomicU32,
+    /// Until when the endpoint is skipped, in milliseconds since `created`; 0 when it is not.
+    backoff_until_ms: AtomicU64,
+    created: Instant,
+}
+
+/// First backoff after a refused connection; it doubles with each refusal in a row.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest backoff.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// What `/health` shows of an endpoint.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EndpointHealth {
+    pub address: String,
+    /// "up", or "backoff" while it is skipped after refused connections.
+    pub state: &'static str,
+    pub consecutive_refusals: u32,
 }
 
 /// A connection lent to one request.
@@ -65,7 +83,8 @@ pub struct Checkout {
 
 impl Checkout {
     /// Gives the connection back for the next request. Call only once the response body has
-    /// been read to its end; otherwise drop the checkout, which closes the connection.
+    /// been read to its end and the request body was sent whole (an app may answer before it
+    /// read the upload); otherwise drop the checkout, which closes the connection.
     pub fn release(self) {
         self.endpoint.put(self.sender);
     }
@@ -85,35 +104,51 @@ impl Endpoint {
             max_idle,
             idle_timeout,
             connect_timeout,
+            refusals: AtomicU32::new(0),
+            backoff_until_ms: AtomicU64::new(0),
+            created: Instant::now(),
         }
     }
 
-    /// Sends `req` (origin-form URI) on a pooled connection, or a new one.
-    pub async fn send(
-        self: &std::sync::Arc<Self>,
-        mut req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Checkout), SendError> {
-        if !req.headers().contains_key(header::HOST)
-            && let Ok(host) = http::HeaderValue::from_str(self.authority.as_str())
-        {
-            req.headers_mut().insert(header::HOST, host);
+    /// A connection was made (or reused): the endpoint is up.
+    pub fn connected(&self) {
+        if self.refusals.load(Ordering::Relaxed) != 0 {
+            self.refusals.store(0, Ordering::Relaxed);
+            self.backoff_until_ms.store(0, Ordering::Relaxed);
         }
-        if let Some(mut sender) = self.checkout().await {
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, self.lend(sender))),
-                Err(mut e) => match e.take_message() {
-                    // Never written: the connection went away first. Retry on a new one.
-                    Some(unsent) => req = unsent,
-                    None => return Err(SendError::Http(e.into_error())),
-                },
-            }
-        }
-        let mut sender = self.connect().await?;
-        let resp = sender.send_request(req).await.map_err(SendError::Http)?;
-        Ok((resp, self.lend(sender)))
     }
 
-    fn lend(self: &std::sync::Arc<Self>, sender: SendRequest<RequestBody>) -> Checkout {
+    /// A connection was refused or timed out: skip the endpoint for a backoff that doubles
+    /// with each refusal in a row.
+    pub fn refused(&self) {
+        let n = self.refusals.fetch_add(1, Ordering::Relaxed).min(16);
+        let backoff = BACKOFF_BASE.saturating_mul(1 << n).min(BACKOFF_MAX);
+        let until = self.created.elapsed() + backoff;
+        self.backoff_until_ms
+            .store(until.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// True while the endpoint is skipped after refused connections.
+    pub fn in_backoff(&self) -> bool {
+        let until = self.backoff_until_ms.load(Ordering::Relaxed);
+        until != 0 && (self.created.elapsed().as_millis() as u64) < until
+    }
+
+    pub fn health(&self) -> EndpointHealth {
+        EndpointHealth {
+            address: self.authority.to_string(),
+            state: if self.in_backoff() { "backoff" } else { "up" },
+            consecutive_refusals: self.refusals.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The settings this endpoint was built with; an endpoint is reused across reloads only
+    /// when they are unchanged.
+    pub fn same_settings(&self, max_idle: usize, idle: Duration, connect: Duration) -> bool {
+        (self.max_idle, self.idle_timeout, self.connect_timeout) == (max_idle, idle, connect)
+    }
+
+    pub(crate) fn lend(self: &std::sync::Arc<Self>, sender: SendRequest<RequestBody>) -> Checkout {
         Checkout {
             endpoint: self.clone(),
             sender,
@@ -121,16 +156,15 @@ impl Endpoint {
     }
 
     /// The most recently used idle connection that is still open and ready.
-    async fn checkout(&self) -> Option<SendRequest<RequestBody>> {
+    pub(crate) fn checkout(&self) -> Option<SendRequest<RequestBody>> {
         loop {
             let idle = self.idle.lock().ok()?.pop_back()?;
             if idle.conn.is_closed() || idle.since.elapsed() > self.idle_timeout {
                 continue;
             }
-            let mut sender = idle.conn;
-            // Released only after its response ended, so readiness is a poll away.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            // Released only once both directions ended, so it is ready unless it broke since.
+            if idle.conn.is_ready() {
+                return Some(idle.conn);
             }
         }
     }
@@ -197,7 +231,7 @@ impl Endpoint {
         Ok(stream)
     }
 
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, SendError> {
+    pub(crate) async fn connect(&self) -> Result<SendRequest<RequestBody>, SendError> {
         let stream = self.connect_stream().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))

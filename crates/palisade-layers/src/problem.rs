@@ -10,6 +10,12 @@ use http::{HeaderValue, StatusCode};
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
+    /// The request head is malformed or ambiguous (Host, framing, path).
+    #[error("the request is malformed")]
+    BadRequest,
+    /// The client stopped sending the request body.
+    #[error("the request body stopped arriving")]
+    RequestTimeout,
     /// No route matches the request's host, path and method.
     #[error("no route matches the request")]
     NoRoute,
@@ -27,6 +33,8 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -37,6 +45,8 @@ impl ProxyError {
     /// A stable, documented identifier of the problem type (the `type` member).
     pub fn type_slug(self) -> &'static str {
         match self {
+            Self::BadRequest => "bad-request",
+            Self::RequestTimeout => "request-timeout",
             Self::NoRoute => "no-route",
             Self::UpstreamUnavailable => "upstream-unavailable",
             Self::UpstreamTimeout => "upstream-timeout",
@@ -46,6 +56,8 @@ impl ProxyError {
 
     fn title(self) -> &'static str {
         match self {
+            Self::BadRequest => "Bad Request",
+            Self::RequestTimeout => "Request Timeout",
             Self::NoRoute => "Not Found",
             Self::UpstreamUnavailable => "Bad Gateway",
             Self::UpstreamTimeout => "Gateway Timeout",

@@ -4,22 +4,22 @@
 //! HTTP/1.1 upstreams use the pool in [`crate::pool`]; h2c upstreams (`http2 = true`) use
 //! hyper-util's client, which multiplexes requests over one connection per endpoint.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderName, HeaderValue, Request, Response, Uri};
-use hyper::body::Incoming;
+use http::uri::Authority;
+use http::{HeaderName, HeaderValue};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use palisade_config::UpstreamConfig;
 use palisade_telemetry::metrics::UpstreamMetrics;
 
-use crate::body::RequestBody;
-use crate::pool::{Checkout, Endpoint, SendError};
+use crate::codec::general::body::RequestBody;
+use crate::pool::Endpoint;
 
 /// One named upstream of a config snapshot.
 pub struct Upstream {
@@ -56,26 +56,48 @@ pub struct UpstreamBuildError {
     pub problem: String,
 }
 
-/// Why a request to an upstream failed.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error(transparent)]
-    Http1(#[from] SendError),
-    #[error(transparent)]
-    Http2(#[from] hyper_util::client::legacy::Error),
-    #[error("the request URI cannot be forwarded")]
-    Uri(#[from] http::Error),
-    /// Config validation requires an endpoint, so this is never seen in practice.
-    #[error("the upstream has no endpoint")]
-    NoEndpoint,
+/// Endpoints by upstream name and address, kept across config reloads so that a reload keeps
+/// their pooled connections and their backoff state.
+#[derive(Default)]
+pub struct EndpointRegistry {
+    endpoints: Mutex<HashMap<(String, String), Arc<Endpoint>>>,
 }
 
-impl UpstreamError {
-    pub fn is_connect(&self) -> bool {
-        match self {
-            Self::Http1(e) => e.is_connect(),
-            Self::Http2(e) => e.is_connect(),
-            Self::Uri(_) | Self::NoEndpoint => false,
+impl EndpointRegistry {
+    /// The endpoint `authority` of upstream `upstream`: the one already known when its
+    /// settings are unchanged, else a new one.
+    fn endpoint(
+        &self,
+        upstream: &str,
+        authority: Authority,
+        cfg: &UpstreamConfig,
+    ) -> Arc<Endpoint> {
+        let (max_idle, idle, connect) = (
+            cfg.pool_max_idle_per_endpoint,
+            cfg.pool_idle_timeout.get(),
+            cfg.connect_timeout.get(),
+        );
+        let key = (upstream.to_owned(), authority.as_str().to_owned());
+        let Ok(mut known) = self.endpoints.lock() else {
+            return Arc::new(Endpoint::new(authority, max_idle, idle, connect));
+        };
+        match known.get(&key) {
+            Some(e) if e.same_settings(max_idle, idle, connect) => e.clone(),
+            _ => {
+                let e = Arc::new(Endpoint::new(authority, max_idle, idle, connect));
+                known.insert(key, e.clone());
+                e
+            }
+        }
+    }
+
+    /// Forgets the endpoints no upstream of `kept` uses any more.
+    pub fn retain(&self, kept: &[Arc<Upstream>]) {
+        if let Ok(mut known) = self.endpoints.lock() {
+            known.retain(|(up, _), e| {
+                kept.iter()
+                    .any(|u| &u.name == up && u.endpoints.iter().any(|k| Arc::ptr_eq(k, e)))
+            });
         }
     }
 }
@@ -85,6 +107,7 @@ impl Upstream {
         name: &str,
         cfg: &UpstreamConfig,
         metrics: UpstreamMetrics,
+        registry: &EndpointRegistry,
     ) -> Result<Self, UpstreamBuildError> {
         let err = |problem: String| UpstreamBuildError {
             upstream: name.to_owned(),
@@ -98,12 +121,7 @@ impl Upstream {
                 let authority = bare
                     .parse::<Authority>()
                     .map_err(|_| err(format!("endpoint {e:?} is not host:port")))?;
-                Ok(Arc::new(Endpoint::new(
-                    authority,
-                    cfg.pool_max_idle_per_endpoint,
-                    cfg.pool_idle_timeout.get(),
-                    cfg.connect_timeout.get(),
-                )))
+                Ok(registry.endpoint(name, authority, cfg))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let headers = cfg
@@ -140,43 +158,43 @@ impl Upstream {
         self.http2.is_some()
     }
 
-    /// The next endpoint in round-robin order.
-    pub fn next_endpoint(&self) -> Option<&Arc<Endpoint>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len().max(1);
-        self.endpoints.get(i)
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
     }
 
-    /// Sends `req` to the next endpoint in round-robin order. The request's URI only needs its
-    /// path and query. For HTTP/1.1 the [`Checkout`] must be released once the response body
-    /// has ended, so the connection serves the next request.
-    pub async fn send(
-        &self,
-        mut req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Option<Checkout>), UpstreamError> {
-        let Some(endpoint) = self.next_endpoint() else {
-            return Err(UpstreamError::NoEndpoint);
-        };
-        let path = req
-            .uri()
-            .path_and_query()
+    /// What `/health` shows of each endpoint.
+    pub fn health(&self) -> Vec<crate::pool::EndpointHealth> {
+        self.endpoints.iter().map(|e| e.health()).collect()
+    }
+
+    /// The next endpoint in round-robin order that is not in backoff after refused
+    /// connections; when all are, the next one anyway.
+    pub fn pick(&self) -> Option<Arc<Endpoint>> {
+        let n = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &self.endpoints[(start + k) % n])
+            .find(|e| !e.in_backoff())
+            .or_else(|| self.endpoints.get(start % n.max(1)))
             .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        match &self.http2 {
-            None => {
-                *req.uri_mut() = Uri::from(path);
-                let (resp, checkout) = endpoint.send(req).await?;
-                Ok((resp, Some(checkout)))
-            }
-            Some(client) => {
-                let mut parts = http::uri::Parts::default();
-                parts.scheme = Some(Scheme::HTTP);
-                parts.authority = Some(endpoint.authority.clone());
-                parts.path_and_query = Some(path);
-                *req.uri_mut() = Uri::from_parts(parts).map_err(http::Error::from)?;
-                *req.version_mut() = http::Version::HTTP_2;
-                Ok((client.request(req).await?, None))
-            }
-        }
+    }
+
+    /// The endpoint to try after `failed`: the next one in order not in backoff, else the
+    /// next one; `None` when `failed` is the only one.
+    pub fn pick_after(&self, failed: &Arc<Endpoint>) -> Option<Arc<Endpoint>> {
+        let n = self.endpoints.len();
+        let at = self.endpoints.iter().position(|e| Arc::ptr_eq(e, failed))?;
+        let others = (1..n).map(|k| &self.endpoints[(at + k) % n]);
+        others
+            .clone()
+            .find(|e| !e.in_backoff())
+            .or_else(|| others.clone().next())
+            .cloned()
+    }
+
+    /// The h2c client of an upstream with `http2 = true`.
+    pub(crate) fn http2_client(&self) -> Option<&Client<HttpConnector, RequestBody>> {
+        self.http2.as_ref()
     }
 
     /// True when at least one endpoint accepts a TCP connection within the connect timeout.
@@ -198,7 +216,13 @@ impl Upstream {
         let cfg: UpstreamConfig =
             toml::from_str("endpoints = ['127.0.0.1:9']").expect("valid test config");
         let metrics = palisade_telemetry::metrics::Metrics::new("test");
-        Self::new(name, &cfg, metrics.upstream(name)).expect("valid test upstream")
+        Self::new(
+            name,
+            &cfg,
+            metrics.upstream(name),
+            &EndpointRegistry::default(),
+        )
+        .expect("valid test upstream")
     }
 }
 

@@ -72,6 +72,7 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
         "uptime_seconds": state.started.elapsed().as_secs(),
         "components": {
             "upstreams": v.upstreams,
+            "endpoints": state.proxy.endpoint_health().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             "routes": snapshot.router.routes().len(),
             "last_check_unix": v.last_check_unix,
         },

@@ -82,7 +82,8 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
             "no --config given: running the built-in example config (see `palisade config example`)"
         );
     }
-    let snapshot = match Snapshot::build(&loaded, &metrics) {
+    let registry = Arc::new(palisade_layers::EndpointRegistry::default());
+    let snapshot = match Snapshot::build(&loaded, &metrics, &registry) {
         Ok(s) => s,
         Err(error) => {
             tracing::error!(%error, "config cannot be applied");
@@ -91,7 +92,7 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     };
     audit.emit(config_event("load", AuditOutcome::Success, &loaded));
     let cfg = loaded.config.clone();
-    let proxy = Proxy::new(snapshot, metrics.clone());
+    let proxy = Proxy::new(snapshot, metrics.clone(), registry);
 
     let (proxy_listener, ops_listener) = match (
         TcpListener::bind(cfg.server.listen).await,
@@ -248,7 +249,8 @@ fn reload(args: &ConfigArg, proxy: &Proxy, metrics: &Metrics, audit: &AuditSink)
     let result = cli::load(args)
         .map_err(|e| e.to_string())
         .and_then(|loaded| {
-            let snapshot = Snapshot::build(&loaded, metrics).map_err(|e| e.to_string())?;
+            let snapshot =
+                Snapshot::build(&loaded, metrics, proxy.registry()).map_err(|e| e.to_string())?;
             Ok((loaded, snapshot))
         });
     match result {

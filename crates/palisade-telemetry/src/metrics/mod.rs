@@ -26,7 +26,7 @@ pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
 
 use route::{RequestLabels, request_duration_histogram};
-use upstream::UpstreamLabels;
+use upstream::{FailoverLabels, UpstreamLabels};
 
 /// A gauge holding a float, for timestamps and durations in seconds.
 type F64Gauge = Gauge<f64, AtomicU64>;
@@ -51,6 +51,7 @@ pub struct Metrics {
     durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
     upstream_errors: Family<UpstreamLabels, Counter>,
+    upstream_failovers: Family<FailoverLabels, Counter>,
     process_start: F64Gauge,
     startup_duration: F64Gauge,
     shutdown_duration: F64Gauge,
@@ -81,6 +82,7 @@ impl Metrics {
             durations: Family::new_with_constructor(request_duration_histogram),
             in_flight: Gauge::default(),
             upstream_errors: Family::default(),
+            upstream_failovers: Family::default(),
             process_start: F64Gauge::default(),
             startup_duration: F64Gauge::default(),
             shutdown_duration: F64Gauge::default(),
@@ -131,6 +133,11 @@ impl Metrics {
             UPSTREAM_REQUEST_ERRORS,
             "Upstream requests that failed, by upstream and kind of failure",
             self.upstream_errors.clone(),
+        );
+        r.register(
+            UPSTREAM_FAILOVERS,
+            "Requests sent to the next endpoint because the chosen one could not be connected to",
+            self.upstream_failovers.clone(),
         );
         r.register(
             BUILD_INFO,
@@ -192,7 +199,11 @@ impl Metrics {
 
     /// The handle an upstream's client records its failures with.
     pub fn upstream(&self, upstream: &str) -> UpstreamMetrics {
-        UpstreamMetrics::new(upstream, self.upstream_errors.clone())
+        UpstreamMetrics::new(
+            upstream,
+            self.upstream_errors.clone(),
+            &self.upstream_failovers,
+        )
     }
 
     /// Counts a request in `palisade_http_requests_in_flight` until the guard is dropped.

@@ -14,6 +14,9 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "palisade_http_request_duration_
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "palisade_http_requests_in_flight";
 /// Counter `palisade_upstream_request_errors_total{upstream,kind}`: failed upstream requests.
 pub const UPSTREAM_REQUEST_ERRORS: &str = "palisade_upstream_request_errors";
+/// Counter `palisade_upstream_failovers_total{upstream}`: requests sent to the next endpoint
+/// because the first one chosen could not be connected to.
+pub const UPSTREAM_FAILOVERS: &str = "palisade_upstream_failovers";
 /// Gauge `palisade_build_info{version}`: always 1; the labels describe the build.
 pub const BUILD_INFO: &str = "palisade_build_info";
 /// Gauge `palisade_process_start_time_seconds`: Unix time the process started.

@@ -45,6 +45,12 @@ pub(super) struct UpstreamLabels {
     kind: &'static str,
 }
 
+/// The labels of `palisade_upstream_failovers_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct FailoverLabels {
+    upstream: Arc<str>,
+}
+
 /// One upstream's metrics. Cheap to clone; create it once per upstream per config snapshot.
 #[derive(Clone, Debug)]
 pub struct UpstreamMetrics {
@@ -55,16 +61,27 @@ pub struct UpstreamMetrics {
 struct UpstreamInner {
     upstream: Arc<str>,
     errors: Family<UpstreamLabels, Counter>,
+    failovers: Counter,
     /// Each kind's series, looked up on first use.
     series: [OnceLock<Counter>; UpstreamErrorKind::ALL.len()],
 }
 
 impl UpstreamMetrics {
-    pub(super) fn new(upstream: &str, errors: Family<UpstreamLabels, Counter>) -> Self {
+    pub(super) fn new(
+        upstream: &str,
+        errors: Family<UpstreamLabels, Counter>,
+        failovers: &Family<FailoverLabels, Counter>,
+    ) -> Self {
+        let failovers = failovers
+            .get_or_create(&FailoverLabels {
+                upstream: Arc::from(upstream),
+            })
+            .clone();
         UpstreamMetrics {
             inner: Arc::new(UpstreamInner {
                 upstream: Arc::from(upstream),
                 errors,
+                failovers,
                 series: Default::default(),
             }),
         }
@@ -73,6 +90,11 @@ impl UpstreamMetrics {
     /// The upstream name this handle labels its series with.
     pub fn upstream(&self) -> &str {
         &self.inner.upstream
+    }
+
+    /// Counts a request moved to the next endpoint because its endpoint was unreachable.
+    pub fn failover(&self) {
+        self.inner.failovers.inc();
     }
 
     /// Counts one failed upstream request.

@@ -3,7 +3,54 @@
 
 use http::HeaderValue;
 
-use super::head::{ConnectionTokens, Kind, kind, put_header};
+use crate::pipeline::forward::{HeaderSink, decimal};
+use crate::pipeline::head::{Kind, kind};
+use crate::pipeline::reject::with_date;
+
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.header(name, value);
+}
+
+/// The tokens of a response's `Connection` lines: whether one says `close`, and the header
+/// names the others stand for.
+#[derive(Default)]
+struct ConnectionTokens<'a> {
+    close: bool,
+    lines: [&'a [u8]; 4],
+    count: usize,
+    /// More `Connection` lines than `lines` holds: every other header is checked by scanning.
+    overflow: bool,
+}
+
+impl<'a> ConnectionTokens<'a> {
+    fn add(&mut self, value: &'a [u8]) {
+        for token in value.split(|b| *b == b',') {
+            if token.trim_ascii().eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            }
+        }
+        if self.count < self.lines.len() {
+            self.lines[self.count] = value;
+            self.count += 1;
+        } else {
+            self.overflow = true;
+        }
+    }
+
+    fn names(&self, name: &[u8], all: &[httparse::Header<'a>]) -> bool {
+        let named = |v: &[u8]| {
+            v.split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+        };
+        if self.overflow {
+            all.iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .any(|h| named(h.value))
+        } else {
+            self.lines[..self.count].iter().any(|v| named(v))
+        }
+    }
+}
 
 /// Most header lines an upstream response head may have (hyper's limit too); more is a 502.
 const MAX_RESPONSE_HEADERS: usize = 100;
@@ -82,11 +129,13 @@ pub fn translate(
     let mut conn = ConnectionTokens::default();
     let mut chunked = None;
     let mut length: Option<u64> = None;
+    let mut has_date = false;
     let mut kinds = [Kind::Other; MAX_RESPONSE_HEADERS];
     for (h, k) in headers.iter().zip(kinds.iter_mut()) {
-        *k = kind(h.name);
+        *k = kind(h.name.as_bytes());
         match *k {
             Kind::Connection => conn.add(h.value),
+            Kind::Date => has_date = true,
             Kind::TransferEncoding => {
                 // Only the last coding decides whether the body is chunked.
                 let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
@@ -137,8 +186,9 @@ pub fn translate(
             | Kind::HopByHop
             | Kind::RequestId
             | Kind::Traceresponse => false,
-            Kind::ContentLength => chunked.is_none(),
-            _ => !conn.names(h.name),
+            // One value, written below: `Content-Length: 5, 5` goes out as 5 (RFC 9110 §8.6).
+            Kind::ContentLength => false,
+            _ => !conn.names(h.name.as_bytes(), headers),
         };
         if keep {
             put_header(out, h.name.as_bytes(), h.value);
@@ -147,6 +197,13 @@ pub fn translate(
     if interim {
         out.extend_from_slice(b"\r\n");
         return Ok(Response::Interim { consumed });
+    }
+    if let (None, Some(n)) = (chunked, length) {
+        put_header(out, b"content-length", decimal(n, &mut [0; 20]));
+    }
+    if !has_date {
+        // RFC 9110 §6.6.1: a proxy adds the Date an origin left out.
+        with_date(|date| put_header(out, b"date", date));
     }
     if framing == Framing::Chunked {
         put_header(out, b"transfer-encoding", b"chunked");

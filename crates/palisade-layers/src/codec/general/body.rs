@@ -4,13 +4,18 @@
 //! the bytes sent and, when it is dropped (the response is finished or the client went away),
 //! hands them to the request's [`AccessRecord`], which writes the access log and the metrics.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 
 use crate::access::AccessRecord;
 use crate::pool::Checkout;
@@ -22,25 +27,42 @@ pub enum RequestBodyError {
     TooLarge { limit: u64 },
     #[error("reading the request body failed")]
     Read(#[source] hyper::Error),
+    #[error("the client sent no request body bytes for {0:?}")]
+    Idle(Duration),
 }
 
 pin_project! {
-    /// The client's request body on its way upstream.
+    /// The client's request body on its way upstream: its size limit is enforced while it
+    /// streams, a client that stops sending for `idle` is cut off (408), and `sent` turns true
+    /// once the body went out whole, which the upstream connection's reuse waits for.
     pub struct RequestBody {
         #[pin]
         inner: Incoming,
         limit: Option<u64>,
         seen: u64,
+        idle: Duration,
+        // Boxed: hyper's client wants an `Unpin` body.
+        stall: Pin<Box<Sleep>>,
+        sent: Arc<AtomicBool>,
     }
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
+    pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
+        let sent = Arc::new(AtomicBool::new(inner.is_end_stream()));
         Self {
             inner,
             limit,
             seen: 0,
+            idle,
+            stall: Box::pin(tokio::time::sleep(idle)),
+            sent,
         }
+    }
+
+    /// Turns true once the whole body was read from the client.
+    pub fn sent_flag(&self) -> Arc<AtomicBool> {
+        self.sent.clone()
     }
 }
 
@@ -53,7 +75,11 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let polled = this.inner.poll_frame(cx);
+        if polled.is_ready() {
+            this.stall.as_mut().reset(Instant::now() + *this.idle);
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len() as u64;
@@ -66,8 +92,14 @@ impl Body for RequestBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(RequestBodyError::Read(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.sent.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.stall.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(RequestBodyError::Idle(*this.idle)))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -102,19 +134,32 @@ impl Inner {
 struct Finisher {
     record: Option<AccessRecord>,
     checkout: Option<Checkout>,
+    /// Whether the request body went out whole; the connection is reusable only then.
+    request_sent: Option<Arc<AtomicBool>>,
     bytes: u64,
     complete: bool,
+    /// The upstream broke the body; otherwise an incomplete body means the client left.
+    upstream_failed: bool,
 }
 
 impl Drop for Finisher {
     fn drop(&mut self) {
+        let sent = self
+            .request_sent
+            .as_ref()
+            .is_none_or(|s| s.load(Ordering::Relaxed));
         if let Some(checkout) = self.checkout.take()
             && self.complete
+            && sent
         {
             checkout.release();
         }
         if let Some(record) = self.record.take() {
-            record.finish(self.bytes, self.complete);
+            if self.complete || self.upstream_failed {
+                record.finish(self.bytes, self.complete);
+            } else {
+                record.client_closed(self.bytes);
+            }
         }
     }
 }
@@ -134,8 +179,17 @@ impl ResponseBody {
         body: Incoming,
         record: Option<AccessRecord>,
         checkout: Option<Checkout>,
+        request_sent: Option<Arc<AtomicBool>>,
     ) -> Self {
-        Self::with(Inner::Upstream { body }, record, checkout)
+        let mut this = Self::with(Inner::Upstream { body }, record, checkout);
+        this.finisher.request_sent = request_sent;
+        this
+    }
+
+    /// The same body, recording `record` when it is done.
+    pub fn with_record(mut self, record: AccessRecord) -> Self {
+        self.finisher.record = Some(record);
+        self
     }
 
     pub fn full(data: Bytes, record: Option<AccessRecord>) -> Self {
@@ -150,8 +204,10 @@ impl ResponseBody {
             finisher: Finisher {
                 record,
                 checkout,
+                request_sent: None,
                 bytes: 0,
                 complete,
+                upstream_failed: false,
             },
         }
     }
@@ -180,7 +236,8 @@ impl Body for ResponseBody {
                 this.finisher.complete = inner.is_end_stream();
             }
             Poll::Ready(None) => this.finisher.complete = true,
-            _ => {}
+            Poll::Ready(Some(Err(_))) => this.finisher.upstream_failed = true,
+            Poll::Pending => {}
         }
         polled
     }

@@ -1,0 +1,413 @@
+//! One exchange on the fast codec: the pipeline's upstream call ([`call::call`]) driven over
+//! plain TCP streams, then the response passed to the client with its framing.
+//!
+//! While the upstream is thinking, the client connection is watched: a client that closes it
+//! ends the request as 499 at once, and is not counted as an upstream failure. Every wait for
+//! body bytes, from the upstream or into a client that stopped reading, is bounded by the
+//! route's timeout; past it the exchange is cut.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_telemetry::metrics::UpstreamErrorKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::WriteHalf;
+use tokio::time::Instant;
+
+use super::chunked::ChunkedScanner;
+use super::deadline::Deadlines;
+use super::head::Forward;
+use super::response::{self, BadResponse, FinalHead, Framing, Reply};
+use super::{MAX_RESPONSE_HEAD, respond};
+use crate::pipeline::Rejection;
+use crate::pipeline::call::{self, AttemptError, Exchange, Failure};
+use crate::pool::Endpoint;
+use crate::problem::ProxyError;
+
+/// The per-connection buffers of an exchange.
+pub struct Buffers {
+    /// The head sent upstream.
+    pub upstream_head: Vec<u8>,
+    /// What goes to the client next: a response head, often with the whole body.
+    pub client_out: Vec<u8>,
+    /// Reads from the upstream.
+    upstream_in: Vec<u8>,
+}
+
+impl Buffers {
+    pub fn new(read_size: usize) -> Self {
+        Self {
+            upstream_head: Vec::with_capacity(1024),
+            client_out: Vec::with_capacity(4096),
+            upstream_in: vec![0u8; read_size],
+        }
+    }
+}
+
+/// One attempt on one endpoint, over a TCP stream the codec drives itself.
+struct FastExchange<'a, 'c> {
+    io: &'a mut Buffers,
+    client: &'a mut WriteHalf<'c>,
+    reply: &'a Reply<'a>,
+}
+
+impl Exchange for FastExchange<'_, '_> {
+    type Output = (TcpStream, FinalHead, usize, Arc<Endpoint>);
+
+    async fn attempt(
+        &mut self,
+        endpoint: &Arc<Endpoint>,
+        fresh: bool,
+    ) -> Result<Self::Output, AttemptError> {
+        let pooled = if fresh { None } else { endpoint.take_stream() };
+        let reused = pooled.is_some();
+        let mut stream = match pooled {
+            Some(stream) => stream,
+            None => endpoint
+                .connect_stream()
+                .await
+                .map_err(|e| AttemptError::new(Failure::Connect, e))?,
+        };
+        let (head, filled) = self.send_and_read_head(&mut stream, reused).await?;
+        Ok((stream, head, filled, endpoint.clone()))
+    }
+}
+
+impl FastExchange<'_, '_> {
+    /// Writes the upstream head and reads until a final response head is in `io.upstream_in`;
+    /// interim (1xx) responses go straight to the client. On success the client's head is in
+    /// `io.client_out` and the returned count says how many bytes of `io.upstream_in` are filled.
+    async fn send_and_read_head(
+        &mut self,
+        upstream: &mut TcpStream,
+        reused: bool,
+    ) -> Result<(FinalHead, usize), AttemptError> {
+        let io = &mut *self.io;
+        if let Err(error) = upstream.write_all(&io.upstream_head).await {
+            let failure = if reused && is_reset(&error) {
+                Failure::StaleBeforeSend
+            } else {
+                Failure::Exchange(UpstreamErrorKind::Other)
+            };
+            return Err(AttemptError::new(failure, error));
+        }
+        let mut filled = 0;
+        loop {
+            if filled == io.upstream_in.len() {
+                if io.upstream_in.len() >= MAX_RESPONSE_HEAD {
+                    return Err(bad(BadResponse::Invalid("response head too large")));
+                }
+                io.upstream_in.resize(io.upstream_in.len() * 2, 0);
+            }
+            let n = match upstream.read(&mut io.upstream_in[filled..]).await {
+                Ok(0) if filled == 0 && reused => {
+                    return Err(AttemptError::new(
+                        Failure::StaleAfterSend,
+                        "the reused connection was closed before an answer",
+                    ));
+                }
+                Ok(0) => {
+                    return Err(AttemptError::new(
+                        Failure::Exchange(UpstreamErrorKind::Protocol),
+                        "the upstream closed the connection before a complete response head",
+                    ));
+                }
+                Ok(n) => n,
+                Err(error) if filled == 0 && reused && is_reset(&error) => {
+                    return Err(AttemptError::new(Failure::StaleAfterSend, error));
+                }
+                Err(error) => {
+                    return Err(AttemptError::new(
+                        Failure::Exchange(UpstreamErrorKind::Other),
+                        error,
+                    ));
+                }
+            };
+            filled += n;
+            loop {
+                match response::translate(&io.upstream_in[..filled], self.reply, &mut io.client_out)
+                    .map_err(bad)?
+                {
+                    response::Response::Partial => break,
+                    response::Response::Final(head) => return Ok((head, filled)),
+                    response::Response::Interim { consumed } => {
+                        // Best effort: a client gone now fails on the final response.
+                        let _ = self.client.write_all(&io.client_out).await;
+                        io.upstream_in.copy_within(consumed..filled, 0);
+                        filled -= consumed;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bad(error: BadResponse) -> AttemptError {
+    AttemptError::new(Failure::Exchange(UpstreamErrorKind::Protocol), error)
+}
+
+/// A reset or broken pipe: on a reused connection, the upstream had closed it.
+fn is_reset(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(
+        error.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted
+    )
+}
+
+/// Resolves when the client closes its connection (a read of 0 or an error); never when it
+/// sends more bytes (a pipelined request), which are left for the next read.
+async fn client_gone(client: &mut tokio::net::tcp::ReadHalf<'_>) {
+    let mut byte = [0u8; 1];
+    match client.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Sends the prepared head upstream through the pipeline's upstream call and passes the
+/// response to the client. Returns whether the client connection stays open.
+pub async fn exchange(
+    forward: Forward,
+    client: &mut TcpStream,
+    io: &mut Buffers,
+    deadlines: &mut Deadlines,
+) -> bool {
+    let Forward {
+        route,
+        mut ctx,
+        head_request,
+        idempotent,
+        close,
+        ..
+    } = forward;
+    let upstream = &route.upstream;
+    let deadline = Instant::now() + route.timeout;
+    let reply = Reply {
+        request_id: &ctx.record.request_id,
+        traceparent: &ctx.traceparent,
+        head_request,
+        close,
+    };
+    let outcome = {
+        let (mut reader, mut writer) = client.split();
+        let mut exchange = FastExchange {
+            io,
+            client: &mut writer,
+            reply: &reply,
+        };
+        let attempt = call::call(upstream, idempotent, &mut exchange);
+        deadlines
+            .run(deadline, async {
+                tokio::select! {
+                    biased;
+                    done = attempt => Some(done),
+                    () = client_gone(&mut reader) => None,
+                }
+            })
+            .await
+    };
+    let (mut stream, head, filled, endpoint) = match outcome {
+        Some(Some(Ok(ok))) => ok,
+        Some(None) => {
+            ctx.record.client_closed(0);
+            return false;
+        }
+        Some(Some(Err(error))) => {
+            upstream.metrics.error(error.failure.kind());
+            tracing::warn!(
+                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
+                route = &*route.name,
+                upstream = %upstream.name,
+                error = %crate::proxy::ErrorChain(&error),
+                "upstream request failed"
+            );
+            let error = ProxyError::UpstreamUnavailable;
+            return respond(client, &mut io.client_out, ctx, Rejection { error, close }).await;
+        }
+        None => {
+            upstream.metrics.error(UpstreamErrorKind::Timeout);
+            tracing::warn!(
+                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
+                route = &*route.name,
+                upstream = %upstream.name,
+                timeout_ms = route.timeout.as_millis() as u64,
+                "upstream did not answer within the route timeout"
+            );
+            let error = ProxyError::UpstreamTimeout;
+            return respond(client, &mut io.client_out, ctx, Rejection { error, close }).await;
+        }
+    };
+
+    ctx.record.status = head.status;
+    let mut pass = Passage {
+        upstream: &mut stream,
+        client,
+        deadlines,
+        idle: route.timeout,
+    };
+    match pass.body(io, head.framing, head.consumed..filled).await {
+        Ok(Body { bytes, clean }) => {
+            if clean && head.reusable {
+                endpoint.put_stream(stream);
+            }
+            ctx.record.finish(bytes, true);
+            !head.close
+        }
+        Err(Cut::Client(bytes)) => {
+            ctx.record.client_closed(bytes);
+            false
+        }
+        Err(Cut::Upstream(bytes)) => {
+            ctx.record.finish(bytes, false);
+            false
+        }
+    }
+}
+
+/// A body passed through completely.
+struct Body {
+    /// Body bytes without framing, for the access log.
+    bytes: u64,
+    /// Nothing followed the body, so the upstream connection can be reused.
+    clean: bool,
+}
+
+/// Why a body stopped before its end, with the bytes sent until then.
+enum Cut {
+    /// The client went away or stopped reading for longer than the idle bound.
+    Client(u64),
+    /// The upstream broke the body, closed early or stalled past the idle bound.
+    Upstream(u64),
+}
+
+/// The two streams of one response body and the bound on each wait.
+struct Passage<'a> {
+    upstream: &'a mut TcpStream,
+    client: &'a mut TcpStream,
+    deadlines: &'a mut Deadlines,
+    idle: Duration,
+}
+
+impl Passage<'_> {
+    async fn read(&mut self, buf: &mut [u8], sent: u64) -> Result<usize, Cut> {
+        let deadline = Instant::now() + self.idle;
+        match self.deadlines.run(deadline, self.upstream.read(buf)).await {
+            Some(Ok(n)) => Ok(n),
+            _ => Err(Cut::Upstream(sent)),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8], sent: u64) -> Result<(), Cut> {
+        let deadline = Instant::now() + self.idle;
+        match self
+            .deadlines
+            .run(deadline, self.client.write_all(bytes))
+            .await
+        {
+            Some(Ok(())) => Ok(()),
+            _ => Err(Cut::Client(sent)),
+        }
+    }
+
+    /// Sends the client's head (in `io.client_out`) and the body after it. `first` is the
+    /// part of `io.upstream_in` already read past the head.
+    async fn body(
+        &mut self,
+        io: &mut Buffers,
+        framing: Framing,
+        first: std::ops::Range<usize>,
+    ) -> Result<Body, Cut> {
+        let buf = &mut io.upstream_in;
+        let out = &mut io.client_out;
+        let first_len = first.len();
+        match framing {
+            Framing::Empty => {
+                self.write(out, 0).await?;
+                Ok(Body {
+                    bytes: 0,
+                    clean: first_len == 0,
+                })
+            }
+            Framing::Length(total) => {
+                let take = (first_len as u64).min(total) as usize;
+                out.extend_from_slice(&buf[first.start..first.start + take]);
+                self.write(out, 0).await?;
+                let mut sent = take as u64;
+                while sent < total {
+                    let n = match self.read(buf, sent).await? {
+                        0 => return Err(Cut::Upstream(sent)),
+                        n => n,
+                    };
+                    let take = (n as u64).min(total - sent) as usize;
+                    self.write(&buf[..take], sent).await?;
+                    sent += take as u64;
+                    if take < n {
+                        return Ok(Body {
+                            bytes: sent,
+                            clean: false,
+                        });
+                    }
+                }
+                Ok(Body {
+                    bytes: total,
+                    clean: first_len as u64 <= total,
+                })
+            }
+            Framing::Chunked => {
+                let mut scanner = ChunkedScanner::default();
+                let mut chunk = first;
+                let mut head_pending = true;
+                loop {
+                    let (upto, done) = match scanner.feed(&buf[chunk.clone()]) {
+                        Ok(Some(n)) => (chunk.start + n, true),
+                        Ok(None) => (chunk.end, false),
+                        Err(_) => {
+                            tracing::warn!("the upstream sent a malformed chunked body");
+                            return Err(Cut::Upstream(scanner.data_bytes()));
+                        }
+                    };
+                    if head_pending {
+                        head_pending = false;
+                        out.extend_from_slice(&buf[chunk.start..upto]);
+                        self.write(out, 0).await?;
+                    } else {
+                        self.write(&buf[chunk.start..upto], scanner.data_bytes())
+                            .await?;
+                    }
+                    if done {
+                        return Ok(Body {
+                            bytes: scanner.data_bytes(),
+                            clean: upto == chunk.end,
+                        });
+                    }
+                    let n = match self.read(buf, scanner.data_bytes()).await? {
+                        0 => return Err(Cut::Upstream(scanner.data_bytes())),
+                        n => n,
+                    };
+                    chunk = 0..n;
+                }
+            }
+            Framing::Close => {
+                out.extend_from_slice(&buf[first]);
+                self.write(out, 0).await?;
+                let mut sent = first_len as u64;
+                loop {
+                    match self.read(buf, sent).await? {
+                        0 => {
+                            return Ok(Body {
+                                bytes: sent,
+                                clean: false,
+                            });
+                        }
+                        n => {
+                            self.write(&buf[..n], sent).await?;
+                            sent += n as u64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

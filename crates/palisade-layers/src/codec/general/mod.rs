@@ -1,0 +1,277 @@
+//! The general codec: hyper serves the connection (HTTP/2, request bodies, WebSocket upgrades,
+//! HTTP/1.0, anything the fast codec hands over), and this module turns each hyper request into
+//! the pipeline's view, and the pipeline's decisions back into a hyper request and response.
+//!
+//! The upstream request's headers are built anew by the pipeline ([`forward::write_headers`]),
+//! never edited in place, so the rules are exactly the fast codec's.
+
+pub mod body;
+mod exchange;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use palisade_telemetry::metrics::UpstreamErrorKind;
+
+use crate::pipeline::head::{BodyKind, Line, RequestHead};
+use crate::pipeline::reject::{ResponseSink, render};
+use crate::pipeline::{self, Admission, Codec, Peer, Rejection, RequestCtx, call, forward};
+use crate::problem::ProxyError;
+use crate::proxy::{ErrorChain, Proxy};
+use crate::routing::Route;
+use crate::trace_context::TRACERESPONSE;
+use body::{RequestBody, RequestBodyError, ResponseBody};
+use exchange::GeneralExchange;
+
+/// What the upstream request needs once the head's borrow has ended.
+struct Outbound {
+    ctx: RequestCtx,
+    route: Arc<Route>,
+    headers: HeaderMap,
+    uri: Uri,
+    upgrade: bool,
+    idempotent: bool,
+    close: bool,
+}
+
+/// Handles one request end to end. Never fails: every problem becomes a response.
+pub async fn handle(
+    proxy: &Proxy,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
+    let snap = proxy.snapshot();
+    let ip = peer.ip().to_canonical();
+    let ip_text = ip.to_string();
+    let peer = Peer {
+        ip,
+        ip_text: &ip_text,
+    };
+    let admitted = {
+        let lines: Vec<Line<'_>> = req
+            .headers()
+            .iter()
+            .map(|(n, v)| Line::new(n.as_str().as_bytes(), v.as_bytes()))
+            .collect();
+        let head = RequestHead {
+            method: req.method(),
+            target: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+            authority: req.uri().authority().map(|a| a.as_str()),
+            version: req.version(),
+            lines: &lines,
+        };
+        match pipeline::admit(&head, peer, &snap, proxy.metrics(), Codec::General) {
+            Admission::Forward(a) => {
+                let mut headers = HeaderMap::with_capacity(lines.len() + 8);
+                forward::write_headers(&head, &a, &mut headers);
+                match a.target.parse::<Uri>() {
+                    Ok(uri) => Ok(Outbound {
+                        idempotent: a.idempotent(),
+                        close: a.facts.close,
+                        upgrade: a.facts.body == BodyKind::Upgrade,
+                        ctx: a.ctx,
+                        route: a.route,
+                        headers,
+                        uri,
+                    }),
+                    Err(_) => Err((a.ctx, bad_request())),
+                }
+            }
+            Admission::Reject(ctx, rejection) => Err((ctx, rejection)),
+            // Only the fast codec is ever sent elsewhere.
+            Admission::General => return plain(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    };
+    let out = match admitted {
+        Ok(out) => out,
+        Err((ctx, rejection)) => return reject(ctx, rejection, req.version()),
+    };
+    let Outbound {
+        ctx,
+        route,
+        headers,
+        uri,
+        upgrade,
+        idempotent,
+        close,
+    } = out;
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let version = req.version();
+    let method = req.method().clone();
+    let body = RequestBody::new(req.into_body(), route.max_request_body, route.timeout);
+    let request_sent = body.sent_flag();
+    let mut outbound = Request::new(body);
+    *outbound.method_mut() = method;
+    *outbound.uri_mut() = uri;
+    *outbound.headers_mut() = headers;
+
+    let upstream = &route.upstream;
+    let mut exchange = GeneralExchange::new(outbound, upstream);
+    let sent = tokio::time::timeout(
+        route.timeout,
+        call::call(upstream, idempotent, &mut exchange),
+    )
+    .await;
+    let (resp, checkout) = match sent {
+        Ok(Ok(sent)) => sent,
+        Ok(Err(error)) => {
+            let problem = match body_error(&error) {
+                Some(RequestBodyError::TooLarge { .. }) => ProxyError::PayloadTooLarge,
+                Some(RequestBodyError::Idle(_)) => ProxyError::RequestTimeout,
+                _ => {
+                    upstream.metrics.error(error.failure.kind());
+                    ProxyError::UpstreamUnavailable
+                }
+            };
+            tracing::warn!(
+                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
+                route = &*route.name,
+                upstream = %upstream.name,
+                error = %ErrorChain(&error),
+                "upstream request failed"
+            );
+            let close = close || problem != ProxyError::UpstreamUnavailable;
+            return reject(
+                ctx,
+                Rejection {
+                    error: problem,
+                    close,
+                },
+                version,
+            );
+        }
+        Err(_) => {
+            upstream.metrics.error(UpstreamErrorKind::Timeout);
+            tracing::warn!(
+                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
+                route = &*route.name,
+                upstream = %upstream.name,
+                timeout_ms = route.timeout.as_millis() as u64,
+                "upstream did not answer within the route timeout"
+            );
+            let error = ProxyError::UpstreamTimeout;
+            return reject(ctx, Rejection { error, close }, version);
+        }
+    };
+    respond(ctx, resp, checkout, client_upgrade, request_sent, close)
+}
+
+/// Passes the upstream's response to the client.
+fn respond(
+    mut ctx: RequestCtx,
+    mut resp: Response<Incoming>,
+    checkout: Option<crate::pool::Checkout>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    request_sent: Arc<AtomicBool>,
+    close: bool,
+) -> Response<ResponseBody> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+    }
+    let headers = resp.headers_mut();
+    crate::headers::strip_hop_by_hop(headers, switching);
+    // One Content-Length value: `5, 5` goes out as 5 (RFC 9110 §8.6).
+    if let Some(n) = http_body::Body::size_hint(resp.body()).exact()
+        && resp.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let headers = resp.headers_mut();
+    headers.insert(
+        crate::request_id::X_REQUEST_ID,
+        ctx.record.request_id.clone(),
+    );
+    if let Ok(tr) = HeaderValue::from_bytes(&ctx.traceparent) {
+        headers.insert(TRACERESPONSE, tr);
+    }
+    if close && !switching {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    ctx.record.status = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    // An upgraded connection is the tunnel's now; it never goes back to the pool.
+    let checkout = if switching { None } else { checkout };
+    Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, Some(ctx.record), checkout, Some(request_sent)),
+    )
+}
+
+fn bad_request() -> Rejection {
+    Rejection {
+        error: ProxyError::BadRequest,
+        close: true,
+    }
+}
+
+/// The cause of a failed call when it was the client's request body.
+fn body_error(error: &call::AttemptError) -> Option<&RequestBodyError> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(body) = e.downcast_ref::<RequestBodyError>() {
+            return Some(body);
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// Builds a hyper response from the pipeline's rendering.
+struct HyperSink {
+    resp: Response<ResponseBody>,
+    http1: bool,
+}
+
+impl ResponseSink for HyperSink {
+    fn status(&mut self, status: StatusCode) {
+        *self.resp.status_mut() = status;
+    }
+
+    fn header(&mut self, name: &'static [u8], value: &[u8]) {
+        // hyper frames the body itself; `Connection` exists only in HTTP/1.
+        if name == b"content-length" || (name == b"connection" && !self.http1) {
+            return;
+        }
+        forward::HeaderSink::header(self.resp.headers_mut(), name, value);
+    }
+
+    fn body(&mut self, body: bytes::Bytes) {
+        *self.resp.body_mut() = ResponseBody::full(body, None);
+    }
+}
+
+fn reject(mut ctx: RequestCtx, rejection: Rejection, version: Version) -> Response<ResponseBody> {
+    let mut sink = HyperSink {
+        resp: Response::new(ResponseBody::full(bytes::Bytes::new(), None)),
+        http1: version <= Version::HTTP_11,
+    };
+    render(&rejection, &mut ctx, &mut sink);
+    let (parts, body) = sink.resp.into_parts();
+    Response::from_parts(parts, body.with_record(ctx.record))
+}
+
+fn plain(status: StatusCode) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(bytes::Bytes::new(), None));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Copies bytes both ways between an upgraded client connection and the upstream's.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((client, upstream)) => {
+            let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+            if let Err(error) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                tracing::debug!(%error, "upgraded connection closed with an error");
+            }
+        }
+        Err(error) => tracing::debug!(%error, "connection upgrade failed"),
+    }
+}

@@ -1,0 +1,120 @@
+//! The one place that decides the upstream request's header lines: which of the client's are
+//! kept, which are dropped, and which the proxy adds. Both codecs call [`write_headers`] with a
+//! sink of their own (bytes for the fast codec, a `HeaderMap` for hyper).
+//!
+//! The client's lines are filtered first — hop-by-hop headers, the headers its `Connection`
+//! lines name, names with `_`, and every header the proxy manages — and the managed headers are
+//! written after, from the proxy's own decisions. So a client can neither remove a header the
+//! proxy sets (`Connection: X-Forwarded-For`) nor smuggle one in.
+
+use super::Admitted;
+use super::head::{BodyKind, Kind, RequestHead};
+
+/// Receives header lines in order.
+pub trait HeaderSink {
+    fn header(&mut self, name: &[u8], value: &[u8]);
+}
+
+/// Writes `name: value\r\n` lines into a buffer (the fast codec's upstream head).
+impl HeaderSink for Vec<u8> {
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        self.extend_from_slice(name);
+        self.extend_from_slice(b": ");
+        self.extend_from_slice(value);
+        self.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends to a header map (the general codec's upstream request). Lines that are not valid
+/// header names or values cannot occur here: both come from a parsed head or the config.
+impl HeaderSink for http::HeaderMap {
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            self.append(name, value);
+        }
+    }
+}
+
+/// Writes the upstream request's header lines for an admitted request.
+pub fn write_headers(head: &RequestHead<'_>, a: &Admitted<'_>, sink: &mut impl HeaderSink) {
+    let facts = &a.facts;
+    let fwd = &a.forwarding;
+    let extra = a.route.upstream.extra_headers();
+    for line in head.lines {
+        let keep = match line.kind {
+            Kind::Other | Kind::Date | Kind::Traceresponse => {
+                !facts.connection_names(head.lines, line.name)
+                    && !extra
+                        .iter()
+                        .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(line.name))
+            }
+            Kind::Tracestate => a.ctx.record.trace.parent_id.is_some(),
+            Kind::ForwardedProto => fwd.keep_proto,
+            Kind::ForwardedHost => fwd.keep_host,
+            Kind::Forwarded => fwd.trusted,
+            Kind::Upgrade => facts.body == BodyKind::Upgrade,
+            // Written below from the proxy's decisions, or never forwarded.
+            Kind::Host
+            | Kind::Connection
+            | Kind::ContentLength
+            | Kind::TransferEncoding
+            | Kind::Expect
+            | Kind::RequestId
+            | Kind::Traceparent
+            | Kind::ForwardedFor
+            | Kind::RealIp
+            | Kind::HopByHop
+            | Kind::Underscore => false,
+        };
+        if keep {
+            sink.header(line.name, line.value);
+        }
+    }
+    if let Some(host) = facts.host {
+        sink.header(b"host", host.as_bytes());
+    }
+    match facts.body {
+        BodyKind::Length(n) => {
+            sink.header(b"content-length", decimal(n, &mut [0; 20]));
+        }
+        BodyKind::Chunked => sink.header(b"transfer-encoding", b"chunked"),
+        BodyKind::Upgrade => sink.header(b"connection", b"upgrade"),
+        BodyKind::None => {}
+    }
+    sink.header(b"x-request-id", a.ctx.record.request_id.as_bytes());
+    sink.header(b"traceparent", &a.ctx.traceparent);
+    let xff = fwd.extended_for.as_deref().unwrap_or(a.peer.ip_text);
+    sink.header(b"x-forwarded-for", xff.as_bytes());
+    if !fwd.keep_proto {
+        sink.header(b"x-forwarded-proto", b"http");
+    }
+    if !fwd.keep_host
+        && let Some(host) = facts.host
+    {
+        sink.header(b"x-forwarded-host", host.as_bytes());
+    }
+    if fwd.client == a.peer.ip {
+        sink.header(b"x-real-ip", a.peer.ip_text.as_bytes());
+    } else {
+        sink.header(b"x-real-ip", fwd.client.to_string().as_bytes());
+    }
+    for (name, value) in extra {
+        sink.header(name.as_str().as_bytes(), value.as_bytes());
+    }
+}
+
+/// `n` in decimal, written at the end of `buf`.
+pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let (mut n, mut i) = (n, buf.len());
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}

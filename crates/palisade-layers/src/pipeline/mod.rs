@@ -1,0 +1,231 @@
+//! The request pipeline: every decision about a request, made once, on a borrowed view of its
+//! head that both codecs provide ([`head::RequestHead`]). Nothing here imports httparse or
+//! `HeaderMap`-based parsing; the codecs in [`crate::codec`] only parse and serialize.
+//!
+//! A request goes through [`admit`] (head facts and the 400s, the normalized path, route
+//! match, the route's head checks, forwarding decisions), then either [`reject::render`] or
+//! [`forward::write_headers`] and the upstream call ([`call::call`]). Checks that need the body
+//! (later: webhook signatures, JSON Schema) answer [`Admission::General`], which sends the
+//! request to the general codec at the existing hand-off point.
+
+pub mod call;
+pub mod forward;
+pub mod head;
+pub mod path;
+pub mod reject;
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Version;
+use palisade_telemetry::metrics::Metrics;
+
+use crate::access::AccessRecord;
+use crate::forwarded::Forwarding;
+use crate::problem::ProxyError;
+use crate::proxy::Snapshot;
+use crate::request_id;
+use crate::routing::Route;
+use crate::trace_context::TraceContext;
+use head::{BadHead, BodyKind, Facts, Kind, RequestHead};
+pub use reject::Rejection;
+
+/// The connection-level facts a request is read with.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    pub ip: IpAddr,
+    /// `ip` as text, formatted once per connection for `X-Forwarded-For`.
+    pub ip_text: &'a str,
+}
+
+/// Which codec is asking: the fast one serves only what it can (no request body, an HTTP/1.1
+/// upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Fast,
+    General,
+}
+
+/// What every request carries from admission to its access-log line.
+pub struct RequestCtx {
+    /// Written (log line, metrics) when the response is done or abandoned.
+    pub record: AccessRecord,
+    /// `traceparent` for the upstream and `traceresponse` for the client.
+    pub traceparent: [u8; 55],
+}
+
+/// A request that goes upstream, with every decision the forwarding needs.
+pub struct Admitted<'a> {
+    pub ctx: RequestCtx,
+    pub route: Arc<Route>,
+    pub facts: Facts<'a>,
+    pub forwarding: Forwarding,
+    pub peer: Peer<'a>,
+    /// The target for the upstream: the normalized path with the query as received.
+    pub target: Cow<'a, str>,
+}
+
+impl Admitted<'_> {
+    /// Safe to send again when a reused connection failed before answering (RFC 9110 §9.2.2).
+    pub fn idempotent(&self) -> bool {
+        self.ctx.record.method.is_idempotent()
+    }
+}
+
+/// The outcome of [`admit`]. Returned by value and consumed at once: boxing a variant would
+/// cost an allocation per request on the hot path.
+#[allow(clippy::large_enum_variant)]
+pub enum Admission<'a> {
+    Forward(Admitted<'a>),
+    Reject(RequestCtx, Rejection),
+    /// The fast codec cannot serve this request; the general codec takes the connection from
+    /// this request on, before a byte of it is forwarded.
+    General,
+}
+
+/// Admits a request: reads its head, matches its route on the normalized path and runs the
+/// route's head checks.
+pub fn admit<'a>(
+    head: &RequestHead<'a>,
+    peer: Peer<'a>,
+    snap: &Snapshot,
+    metrics: &Metrics,
+    codec: Codec,
+) -> Admission<'a> {
+    let facts = match Facts::read(head) {
+        Ok(facts) => facts,
+        Err(bad) => return refuse(head, peer, snap, metrics, bad),
+    };
+    if codec == Codec::Fast && !facts.body.is_empty() {
+        return Admission::General;
+    }
+    let (path, query) = match head.target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (head.target, None),
+    };
+    let normalized = match path::normalize(path) {
+        Ok(p) => p,
+        Err(bad) => return refuse(head, peer, snap, metrics, bad.into()),
+    };
+    let route = snap.router.find(facts.host, &normalized, head.method);
+    if codec == Codec::Fast && route.is_some_and(|r| r.upstream.is_http2()) {
+        return Admission::General;
+    }
+    let forwarding = snap.trusted.decide(
+        peer.ip,
+        || {
+            head.lines
+                .iter()
+                .filter(|l| l.kind == Kind::ForwardedFor)
+                .filter(|l| !facts.connection_names(head.lines, l.name))
+                .map(|l| l.value)
+        },
+        facts.has_forwarded_proto,
+        facts.has_forwarded_host,
+    );
+    let trace = TraceContext::from_traceparent(facts.traceparent);
+    let ctx = RequestCtx {
+        record: AccessRecord {
+            start: Instant::now(),
+            metrics: route.map_or_else(|| snap.no_route().clone(), |r| r.metrics.clone()),
+            method: head.method.clone(),
+            path: if snap.access_log {
+                path.to_owned()
+            } else {
+                String::new()
+            },
+            status: 0,
+            client_ip: forwarding.client,
+            request_id: request_id::resolve_bytes(facts.request_id),
+            trace,
+            bytes_in: match facts.body {
+                BodyKind::Length(n) => Some(n),
+                _ => None,
+            },
+            log: snap.access_log,
+            in_flight: metrics.in_flight(),
+            written: false,
+        },
+        traceparent: trace.header_bytes(),
+    };
+    let close = facts.close;
+    let Some(route) = route.cloned() else {
+        let error = ProxyError::NoRoute;
+        return Admission::Reject(ctx, Rejection { error, close });
+    };
+    if let (Some(limit), BodyKind::Length(n)) = (route.max_request_body, facts.body)
+        && n > limit
+    {
+        // The body is not read, so the connection cannot carry another request.
+        let error = ProxyError::PayloadTooLarge;
+        return Admission::Reject(ctx, Rejection { error, close: true });
+    }
+    let target = match (normalized, query) {
+        (Cow::Borrowed(_), _) => Cow::Borrowed(head.target),
+        (Cow::Owned(mut p), Some(q)) => {
+            p.push('?');
+            p.push_str(q);
+            Cow::Owned(p)
+        }
+        (Cow::Owned(p), None) => Cow::Owned(p),
+    };
+    Admission::Forward(Admitted {
+        ctx,
+        route,
+        facts,
+        forwarding,
+        peer,
+        target,
+    })
+}
+
+/// A head refused with 400: the connection closes after the answer, since where this request
+/// ends — and so where the next begins — is not known.
+fn refuse<'a>(
+    head: &RequestHead<'a>,
+    peer: Peer<'a>,
+    snap: &Snapshot,
+    metrics: &Metrics,
+    bad: BadHead,
+) -> Admission<'a> {
+    let first = |kind| head.lines.iter().find(|l| l.kind == kind).map(|l| l.value);
+    let trace = TraceContext::from_traceparent(first(Kind::Traceparent));
+    let request_id = request_id::resolve_bytes(first(Kind::RequestId));
+    tracing::info!(
+        request_id = request_id.to_str().unwrap_or_default(),
+        client_ip = %peer.ip,
+        reason = %bad,
+        "request refused: malformed head"
+    );
+    let path = head.target.split_once('?').map_or(head.target, |(p, _)| p);
+    let ctx = RequestCtx {
+        record: AccessRecord {
+            start: Instant::now(),
+            metrics: snap.no_route().clone(),
+            method: head.method.clone(),
+            path: if snap.access_log {
+                path.to_owned()
+            } else {
+                String::new()
+            },
+            status: 0,
+            client_ip: peer.ip,
+            request_id,
+            trace,
+            bytes_in: None,
+            log: snap.access_log,
+            in_flight: metrics.in_flight(),
+            written: false,
+        },
+        traceparent: trace.header_bytes(),
+    };
+    let error = ProxyError::BadRequest;
+    Admission::Reject(ctx, Rejection { error, close: true })
+}
+
+/// HTTP/1.0 and 1.1 share the fast codec's parser; anything else is the general codec's.
+pub fn is_http1(version: Version) -> bool {
+    version == Version::HTTP_11 || version == Version::HTTP_10
+}

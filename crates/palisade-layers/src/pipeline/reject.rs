@@ -1,0 +1,89 @@
+//! Every answer the proxy gives instead of the upstream, rendered in one place.
+//!
+//! A [`Rejection`] carries what its response needs; [`render`] turns it into status, headers
+//! (`Date`, the request id, `traceresponse`, `Cache-Control: no-store`, `Connection: close`
+//! when the connection cannot continue) and a small `application/problem+json` body, through a
+//! [`ResponseSink`] each codec implements. The access log line and the request metric follow
+//! from the request's record when the response is done.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use super::RequestCtx;
+use crate::problem::{PROBLEM_JSON, ProxyError, problem_body};
+
+/// Why the proxy answers, and what the answer must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub error: ProxyError,
+    /// The client connection closes after the answer (the framing of what follows is unknown,
+    /// or the client asked).
+    pub close: bool,
+}
+
+/// Where a codec receives a response the proxy writes itself.
+pub trait ResponseSink {
+    fn status(&mut self, status: StatusCode);
+    fn header(&mut self, name: &'static [u8], value: &[u8]);
+    fn body(&mut self, body: Bytes);
+}
+
+/// Renders `rejection` into `sink` and records its status on the request.
+pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl ResponseSink) {
+    let status = rejection.error.status();
+    let record = &mut ctx.record;
+    record.status = status.as_u16();
+    let body = problem_body(
+        rejection.error,
+        record.request_id.to_str().unwrap_or_default(),
+    );
+    sink.status(status);
+    sink.header(b"content-type", PROBLEM_JSON.as_bytes());
+    sink.header(
+        b"content-length",
+        super::forward::decimal(body.len() as u64, &mut [0; 20]),
+    );
+    sink.header(b"x-request-id", record.request_id.as_bytes());
+    sink.header(b"traceresponse", &ctx.traceparent);
+    sink.header(b"cache-control", b"no-store");
+    with_date(|date| sink.header(b"date", date));
+    if rejection.close {
+        sink.header(b"connection", b"close");
+    }
+    sink.body(body);
+}
+
+/// The current time as an HTTP date (RFC 9110 §5.6.7), formatted once a second per thread.
+pub fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                cache.1.copy_from_slice(text.as_bytes());
+                cache.0 = secs;
+            }
+        }
+        f(&cache.1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_is_an_imf_fixdate() {
+        let date = with_date(|d| String::from_utf8(d.to_vec()).unwrap());
+        assert!(httpdate::parse_http_date(&date).is_ok(), "{date}");
+        assert!(date.ends_with(" GMT"));
+    }
+}
