@@ -9,6 +9,7 @@
 mod document;
 mod env;
 mod error;
+mod headers;
 mod load;
 mod model;
 mod secret;
@@ -19,6 +20,7 @@ mod validate;
 mod tests;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use headers::MANAGED_REQUEST_HEADERS;
 pub use load::{LoadedConfig, defaults, load_file, load_str};
 pub use model::*;
 pub use secret::Secret;

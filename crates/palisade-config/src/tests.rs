@@ -472,3 +472,38 @@ fn type_errors_say_what_would_be_valid() {
         ]
     );
 }
+
+#[test]
+fn request_headers_palisade_manages_are_refused_in_any_case() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[upstreams.app.request_headers]
+host = "evil.example"
+X-FORWARDED-FOR = "10.0.0.1"
+Transfer-Encoding = "chunked"
+X_Api_Key = "k"
+Authorization = "Bearer ok"
+
+[[routes]]
+name = "default"
+upstream = "app"
+"#;
+    let all = errors(text, &[]);
+    assert_eq!(all.len(), 4, "{all:#?}");
+    assert!(
+        all[0].starts_with(
+            "palisade.toml:6: upstreams.app.request_headers.host: header \"host\" cannot be set \
+             here: Palisade forwards the Host the client sent;"
+        ),
+        "{all:#?}"
+    );
+    assert!(
+        all[1].contains("X-FORWARDED-FOR: header \"X-FORWARDED-FOR\" cannot be set here: Palisade sets the forwarding headers"),
+        "{all:#?}"
+    );
+    assert!(all[2].contains("hop-by-hop"), "{all:#?}");
+    assert!(all[3].contains("names with \"_\" are refused"), "{all:#?}");
+    assert!(MANAGED_REQUEST_HEADERS.contains(&"traceparent"));
+}

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use crate::error::{FieldPath, Issue};
+use crate::headers::managed_reason;
 use crate::model::{
     AuditConfig, AuditSinkKind, LifecycleConfig, LogConfig, OpsConfig, RouteConfig, ServerConfig,
     UpstreamConfig,
@@ -164,6 +165,14 @@ fn check_upstream(upstream: &UpstreamConfig, path: &FieldPath, issues: &mut Vec<
                 format!(
                     "invalid header name {name:?}; header names are letters, digits and \
                      !#$%&'*+-.^_`|~, e.g. \"Authorization\" or \"X-Api-Key\""
+                ),
+            ));
+        } else if let Some(reason) = managed_reason(name) {
+            issues.push(Issue::new(
+                header_path.clone(),
+                format!(
+                    "header {name:?} cannot be set here: {reason}; request_headers is for \
+                     headers the upstream expects, such as \"Authorization\" or \"X-Api-Key\""
                 ),
             ));
         }

@@ -202,3 +202,17 @@ fn env_overrides_apply_and_bad_ones_name_the_variable() {
         "{err}"
     );
 }
+
+#[test]
+fn request_headers_palisade_manages_are_refused() {
+    let text =
+        format!("{GOOD_BASE}\n[upstreams.app.request_headers]\nX-Forwarded-For = \"10.0.0.1\"\n");
+    let (code, err) = validate_text("managed", &text, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "palisade.toml:14: upstreams.app.request_headers.X-Forwarded-For: header \"X-Forwarded-For\" cannot be set here: Palisade sets the forwarding headers from the client connection"
+        ),
+        "{err}"
+    );
+}
