@@ -236,6 +236,18 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
 }
 
 fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
+    if draft.routes.is_empty() {
+        // Without a route every request gets 404: almost certainly an empty or wrong file.
+        let upstream = draft.upstreams.keys().next().map_or("app", String::as_str);
+        issues.push(Issue::new(
+            FieldPath::root().key("routes"),
+            format!(
+                "no routes are defined, so every request would get 404; add at least one, e.g. \
+                 [[routes]] with name = \"default\", path = \"/\", upstream = \"{upstream}\" \
+                 (an upstream defined under [upstreams.{upstream}])"
+            ),
+        ));
+    }
     let mut first_by_name: HashMap<&str, usize> = HashMap::new();
     let defined = if draft.upstreams.is_empty() {
         "none".to_owned()

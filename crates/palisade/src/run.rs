@@ -79,7 +79,11 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     let audit_task = audit_writer.spawn();
     if args.config.is_none() {
         tracing::warn!(
-            "no --config given: running the built-in example config (see `palisade config example`)"
+            proxy = %loaded.config.server.listen,
+            ops = %loaded.config.ops.listen,
+            "no config given (--config or PALISADE_CONFIG): serving the built-in example config \
+             (`palisade config example`) on loopback only, 127.0.0.1 with the example's ports, \
+             unless PALISADE_SERVER__LISTEN or PALISADE_OPS__LISTEN set the addresses"
         );
     }
     let snapshot = match Snapshot::build(&loaded, &metrics) {
