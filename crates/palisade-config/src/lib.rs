@@ -6,6 +6,7 @@
 //! The result is an immutable [`Config`] snapshot; reload builds a new one.
 #![forbid(unsafe_code)]
 
+mod diff;
 mod document;
 mod env;
 mod error;
@@ -19,6 +20,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use diff::changed_settings;
 pub use error::{ConfigError, ConfigErrors};
 pub use headers::MANAGED_REQUEST_HEADERS;
 pub use load::{LoadedConfig, defaults, load_file, load_str};
