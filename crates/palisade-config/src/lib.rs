@@ -6,9 +6,11 @@
 //! The result is an immutable [`Config`] snapshot; reload builds a new one.
 #![forbid(unsafe_code)]
 
+mod diff;
 mod document;
 mod env;
 mod error;
+mod headers;
 mod load;
 mod model;
 mod secret;
@@ -18,7 +20,9 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use diff::changed_settings;
 pub use error::{ConfigError, ConfigErrors};
+pub use headers::MANAGED_REQUEST_HEADERS;
 pub use load::{LoadedConfig, defaults, load_file, load_str};
 pub use model::*;
 pub use secret::Secret;

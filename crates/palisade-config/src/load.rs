@@ -106,7 +106,8 @@ pub fn load_str(
     }
 }
 
-/// The built-in defaults: what an empty config file gives (no upstreams, no routes).
+/// The built-in defaults: what an empty config file would give (no upstreams, no routes). Not a
+/// config to serve with: validation requires at least one route.
 pub fn defaults() -> LoadedConfig {
     LoadedConfig::new(Config::default(), "(defaults)".to_owned())
 }
@@ -154,14 +155,18 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
                         draft.routes.push(piece(doc, route, &path.index(i), errors));
                     }
                 }
-                other => errors.push(doc.error_at(
-                    Some(&value.span()),
-                    &path,
-                    format!(
-                        "expected an array of tables, each starting with [[routes]], found {}",
-                        other.type_str()
-                    ),
-                )),
+                other => {
+                    errors.push(doc.error_at(
+                        Some(&value.span()),
+                        &path,
+                        format!(
+                            "expected an array of tables, each starting with [[routes]], found {}",
+                            other.type_str()
+                        ),
+                    ));
+                    // Routes are there but unreadable (reported above), not missing.
+                    draft.routes.push(None);
+                }
             },
             unknown => errors.push(doc.error_at(
                 Some(&key.span()),

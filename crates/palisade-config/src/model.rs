@@ -36,7 +36,8 @@ pub struct Config {
     /// Named upstream services that routes forward to.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
-    /// Routes, tried in order; the first whose host, path and method match wins.
+    /// Routes, tried in order; the first whose host, path and method match wins. At least one
+    /// is required: without routes every request would get 404.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -179,7 +180,9 @@ pub struct UpstreamConfig {
     #[serde(default = "default_true")]
     pub required: bool,
     /// Headers added to every request sent to this upstream, e.g. a credential the service
-    /// expects. Values may be secret references: "${env:NAME}" or "${file:/path}".
+    /// expects. Values may be secret references: "${env:NAME}" or "${file:/path}". Headers
+    /// Palisade manages (Host, X-Forwarded-*, Forwarded, X-Real-IP, X-Request-Id, trace context,
+    /// hop-by-hop headers, Content-Length) and names containing "_" are refused.
     #[serde(default)]
     pub request_headers: BTreeMap<String, Secret>,
 }

@@ -7,6 +7,7 @@ use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use subtle::ConstantTimeEq;
 
 const REDACTED: &str = "[redacted]";
 
@@ -93,9 +94,9 @@ fn io_kind(error: &std::io::Error) -> String {
 
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
-        // Length is not secret; the bytes are compared without an early exit.
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        // `subtle` compares every byte without an early exit and keeps the optimizer from
+        // adding one; a length difference returns at once (the length is not secret).
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
     }
 }
 
@@ -179,5 +180,7 @@ mod tests {
         assert_eq!(Secret::new("abc"), Secret::new("abc"));
         assert_ne!(Secret::new("abc"), Secret::new("abd"));
         assert_ne!(Secret::new("abc"), Secret::new("abcd"));
+        assert_ne!(Secret::new(""), Secret::new("a"));
+        assert_eq!(Secret::new(""), Secret::default());
     }
 }

@@ -32,6 +32,9 @@ name = "default"
 upstream = "app"
 "#;
 
+/// A route to upstream "app", for tests about other sections (a config needs a route).
+const ROUTE: &str = "\n[[routes]]\nname = \"default\"\nupstream = \"app\"\n";
+
 // The five messages the product's integration tests assert too.
 
 #[test]
@@ -45,9 +48,9 @@ fn syntax_error_names_the_line() {
 
 #[test]
 fn unknown_field_lists_the_valid_ones() {
-    let text = "[server]\nlistn = \"0.0.0.0:8080\"\n";
+    let text = format!("[server]\nlistn = \"0.0.0.0:8080\"\n{MINIMAL}");
     assert_eq!(
-        errors(text, &[]),
+        errors(&text, &[]),
         [
             "palisade.toml:2: server: unknown field \"listn\"; valid fields: listen, \
              worker_threads, trusted_proxies, header_read_timeout, keepalive_timeout, http2, direct_path"
@@ -106,9 +109,11 @@ fn missing_env_secret_names_the_variable() {
 [upstreams.app]
 endpoints = ["127.0.0.1:3000"]
 request_headers = { Authorization = "${env:APP_TOKEN}" }
-"#;
+"#
+    .to_owned()
+        + ROUTE;
     assert_eq!(
-        errors(text, &[]),
+        errors(&text, &[]),
         [
             "palisade.toml:4: upstreams.app.request_headers.Authorization: environment variable \
              \"APP_TOKEN\" is not set; set it or change the reference"
@@ -189,7 +194,7 @@ fn env_overrides_listen_endpoints_and_more() {
 #[test]
 fn env_override_creates_missing_tables() {
     let loaded = load(
-        "",
+        ROUTE,
         &[(
             "PALISADE_UPSTREAMS__APP__ENDPOINTS",
             r#"["127.0.0.1:3001"]"#,
@@ -242,8 +247,10 @@ fn env_secret_is_resolved() {
 [upstreams.app]
 endpoints = ["127.0.0.1:3000"]
 request_headers = { Authorization = "${env:APP_TOKEN}", X-Static = "literal" }
-"#;
-    let loaded = load(text, &[("APP_TOKEN", "Bearer hunter2")]);
+"#
+    .to_owned()
+        + ROUTE;
+    let loaded = load(&text, &[("APP_TOKEN", "Bearer hunter2")]);
     let headers = &loaded.config.upstreams["app"].request_headers;
     assert_eq!(headers["Authorization"].expose(), "Bearer hunter2");
     assert_eq!(headers["X-Static"].expose(), "literal");
@@ -268,7 +275,7 @@ fn file_secret_is_read_without_its_trailing_newline() {
     std::fs::write(&path, "from-a-file\n").unwrap();
     let text = format!(
         "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\
-         request_headers = {{ X-Key = \"${{file:{}}}\" }}\n",
+         request_headers = {{ X-Key = \"${{file:{}}}\" }}\n{ROUTE}",
         path.display()
     );
     let loaded = load(&text, &[]);
@@ -278,18 +285,22 @@ fn file_secret_is_read_without_its_trailing_newline() {
         "from-a-file"
     );
 
-    let missing = "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\
-                   request_headers = { X-Key = \"${file:/nonexistent/palisade/key}\" }\n";
+    let missing = format!(
+        "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\
+         request_headers = {{ X-Key = \"${{file:/nonexistent/palisade/key}}\" }}\n{ROUTE}"
+    );
     assert_eq!(
-        errors(missing, &[]),
+        errors(&missing, &[]),
         [
             "palisade.toml:3: upstreams.app.request_headers.X-Key: cannot read secret file \
              \"/nonexistent/palisade/key\": not found"
         ]
     );
-    let unsupported = "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\
-                       request_headers = { X-Key = \"${vault:kv/key}\" }\n";
-    let message = &errors(unsupported, &[])[0];
+    let unsupported = format!(
+        "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\
+         request_headers = {{ X-Key = \"${{vault:kv/key}}\" }}\n{ROUTE}"
+    );
+    let message = &errors(&unsupported, &[])[0];
     assert!(message.contains("\"${env:NAME}\""), "{message}");
     assert!(message.contains("\"${file:/path}\""), "{message}");
 }
@@ -303,6 +314,10 @@ listn = 1
 [upstreams.app]
 endpoints = ["127.0.0.1:3000"]
 request_headers = { Authorization = "${env:APP_TOKEN}", X-Literal = "hunter3", X-Bad = "${env:BAD}" }
+
+[[routes]]
+name = "default"
+upstream = "app"
 "#;
     let vars = [
         ("APP_TOKEN", "hunter2"),
@@ -366,10 +381,27 @@ fn version_is_stable_and_tracks_content() {
 }
 
 #[test]
-fn defaults_equal_an_empty_file() {
-    let empty = load("", &[]);
-    assert_eq!(defaults().config, empty.config);
-    assert_eq!(defaults().version, empty.version);
+fn defaults_fill_every_section_a_file_leaves_out() {
+    let minimal = load(MINIMAL, &[]).config;
+    let mut expected = defaults().config;
+    expected.upstreams = minimal.upstreams.clone();
+    expected.routes = minimal.routes.clone();
+    assert_eq!(expected, minimal);
+}
+
+#[test]
+fn a_config_without_routes_is_refused_with_an_example_route() {
+    // An empty file used to validate and then answer every request with 404.
+    let expected = "palisade.toml: routes: no routes are defined, so every request would get \
+                    404; add at least one, e.g. [[routes]] with name = \"default\", path = \"/\", \
+                    upstream = \"app\" (an upstream defined under [upstreams.app])";
+    assert_eq!(errors("", &[]), [expected]);
+    let billing = "[upstreams.billing]\nendpoints = [\"127.0.0.1:3001\"]\n";
+    assert_eq!(errors(billing, &[]), [expected.replace("app", "billing")]);
+    // Routes that are there but unreadable are reported once, as unreadable.
+    let all = errors("routes = 1\n", &[]);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(all[0].contains("expected an array of tables"), "{all:#?}");
 }
 
 #[test]
@@ -471,4 +503,39 @@ fn type_errors_say_what_would_be_valid() {
              string \"127.0.0.1:1\", expected an array such as [\"a\", \"b\"]",
         ]
     );
+}
+
+#[test]
+fn request_headers_palisade_manages_are_refused_in_any_case() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[upstreams.app.request_headers]
+host = "evil.example"
+X-FORWARDED-FOR = "10.0.0.1"
+Transfer-Encoding = "chunked"
+X_Api_Key = "k"
+Authorization = "Bearer ok"
+
+[[routes]]
+name = "default"
+upstream = "app"
+"#;
+    let all = errors(text, &[]);
+    assert_eq!(all.len(), 4, "{all:#?}");
+    assert!(
+        all[0].starts_with(
+            "palisade.toml:6: upstreams.app.request_headers.host: header \"host\" cannot be set \
+             here: Palisade forwards the Host the client sent;"
+        ),
+        "{all:#?}"
+    );
+    assert!(
+        all[1].contains("X-FORWARDED-FOR: header \"X-FORWARDED-FOR\" cannot be set here: Palisade sets the forwarding headers"),
+        "{all:#?}"
+    );
+    assert!(all[2].contains("hop-by-hop"), "{all:#?}");
+    assert!(all[3].contains("names with \"_\" are refused"), "{all:#?}");
+    assert!(MANAGED_REQUEST_HEADERS.contains(&"traceparent"));
 }

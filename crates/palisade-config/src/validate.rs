@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use crate::error::{FieldPath, Issue};
+use crate::headers::managed_reason;
 use crate::model::{
     AuditConfig, AuditSinkKind, LifecycleConfig, LogConfig, OpsConfig, RouteConfig, ServerConfig,
     UpstreamConfig,
@@ -166,6 +167,14 @@ fn check_upstream(upstream: &UpstreamConfig, path: &FieldPath, issues: &mut Vec<
                      !#$%&'*+-.^_`|~, e.g. \"Authorization\" or \"X-Api-Key\""
                 ),
             ));
+        } else if let Some(reason) = managed_reason(name) {
+            issues.push(Issue::new(
+                header_path.clone(),
+                format!(
+                    "header {name:?} cannot be set here: {reason}; request_headers is for \
+                     headers the upstream expects, such as \"Authorization\" or \"X-Api-Key\""
+                ),
+            ));
         }
         // The value may be a resolved secret: describe the problem, never the value.
         if !valid_header_value(value.expose()) {
@@ -227,6 +236,18 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
 }
 
 fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
+    if draft.routes.is_empty() {
+        // Without a route every request gets 404: almost certainly an empty or wrong file.
+        let upstream = draft.upstreams.keys().next().map_or("app", String::as_str);
+        issues.push(Issue::new(
+            FieldPath::root().key("routes"),
+            format!(
+                "no routes are defined, so every request would get 404; add at least one, e.g. \
+                 [[routes]] with name = \"default\", path = \"/\", upstream = \"{upstream}\" \
+                 (an upstream defined under [upstreams.{upstream}])"
+            ),
+        ));
+    }
     let mut first_by_name: HashMap<&str, usize> = HashMap::new();
     let defined = if draft.upstreams.is_empty() {
         "none".to_owned()

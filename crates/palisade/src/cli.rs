@@ -1,5 +1,6 @@
 //! The command line: `run`, `validate`, `config example`, `config schema`.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,7 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Start the proxy and ops listeners.
     Run(ConfigArg),
-    /// Check a config file and report every error at once; exit 1 when it has any.
+    /// Check a config file and report every error at once; exit 1 when it has any, 2 when no
+    /// config file is named.
     Validate(ConfigArg),
     /// Print an example config or the config's JSON Schema.
     #[command(subcommand)]
@@ -30,8 +32,9 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct ConfigArg {
-    /// Config file (TOML). Also read from PALISADE_CONFIG. Without either, `run` uses the
-    /// built-in example config (the one `palisade config example` prints).
+    /// Config file (TOML). Also read from PALISADE_CONFIG. Without either, `run` serves the
+    /// built-in example config (the one `palisade config example` prints) on 127.0.0.1 only,
+    /// and `validate` refuses to run.
     #[arg(long, short, env = "PALISADE_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -47,19 +50,54 @@ pub enum ConfigCommand {
 /// Name shown for the embedded example config in messages.
 pub const EMBEDDED: &str = "<built-in example>";
 
-/// Loads the config named by `arg`, or the embedded example when none is named.
+/// The overrides that set the listen addresses; the test kit and deployments use them.
+const LISTEN_VARS: [&str; 2] = ["PALISADE_SERVER__LISTEN", "PALISADE_OPS__LISTEN"];
+
+/// Loads the config `run` serves (at start and on reload): the file named by `arg`, or the
+/// embedded example, bound to loopback, when none is named.
 pub fn load(arg: &ConfigArg) -> Result<LoadedConfig, ConfigErrors> {
     match &arg.config {
         Some(path) => palisade_config::load_file(path),
         None => {
-            let env: Vec<(String, String)> = std::env::vars().collect();
-            palisade_config::load_str(EMBEDDED, palisade_config::EXAMPLE, &env)
+            // Variables that are not valid UTF-8 cannot be overrides or secrets; skip them.
+            let env: Vec<(String, String)> = std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect();
+            load_example(env)
         }
     }
 }
 
+/// The example config with its listeners moved to 127.0.0.1 (same ports), except where the
+/// environment sets them: whoever runs Palisade without a config is trying it out and has not
+/// asked to be reachable from the network.
+fn load_example(mut env: Vec<(String, String)>) -> Result<LoadedConfig, ConfigErrors> {
+    let example = palisade_config::load_str(EMBEDDED, palisade_config::EXAMPLE, &env)?;
+    let defaults = [example.config.server.listen, example.config.ops.listen];
+    for (var, addr) in LISTEN_VARS.into_iter().zip(defaults) {
+        // Override names map case-insensitively after the prefix, as the loader reads them.
+        let given = env
+            .iter()
+            .any(|(k, _)| k.starts_with("PALISADE_") && k.eq_ignore_ascii_case(var));
+        if !given {
+            let loopback = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port());
+            env.push((var.to_owned(), loopback.to_string()));
+        }
+    }
+    palisade_config::load_str(EMBEDDED, palisade_config::EXAMPLE, &env)
+}
+
 pub fn validate(arg: &ConfigArg) -> ExitCode {
-    match load(arg) {
+    let Some(path) = &arg.config else {
+        // Validating the built-in example would say "valid" about a file nobody wrote.
+        eprintln!(
+            "palisade validate: no config file given; name it with --config FILE or the \
+             PALISADE_CONFIG environment variable. To start from the built-in example: \
+             palisade config example > palisade.toml"
+        );
+        return ExitCode::from(2);
+    };
+    match palisade_config::load_file(path) {
         Ok(loaded) => {
             println!(
                 "{}: valid (config version {}, {} upstreams, {} routes)",
@@ -84,4 +122,38 @@ pub fn config(cmd: ConfigCommand) -> ExitCode {
         ConfigCommand::Schema => println!("{}", palisade_config::json_schema()),
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_without_a_config_listens_on_loopback_only() {
+        let loaded = load_example(Vec::new()).unwrap();
+        assert_eq!(loaded.config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(loaded.config.ops.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(loaded.source, EMBEDDED);
+    }
+
+    #[test]
+    fn listen_overrides_win_over_the_loopback_default() {
+        let loaded = load_example(env(&[("PALISADE_OPS__LISTEN", "0.0.0.0:9191")])).unwrap();
+        assert_eq!(loaded.config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(loaded.config.ops.listen.to_string(), "0.0.0.0:9191");
+        let errors = load_example(env(&[("PALISADE_SERVER__LISTEN", "nowhere")])).unwrap_err();
+        assert!(
+            errors
+                .to_string()
+                .starts_with("env PALISADE_SERVER__LISTEN"),
+            "{errors}"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -14,11 +15,14 @@ use palisade_telemetry::metrics::Metrics;
 use serde_json::json;
 
 use crate::readiness::Readiness;
+use crate::run::ConfigStatus;
 
 pub struct OpsState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub proxy: Arc<Proxy>,
+    /// The config version in force and any reload waiting for a restart.
+    pub config: Arc<ArcSwap<ConfigStatus>>,
     pub started: Instant,
 }
 
@@ -64,11 +68,13 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let snapshot = state.proxy.snapshot();
+    let config = state.config.load();
     let body = json!({
         "status": v.state,
         "reasons": v.reasons,
         "version": env!("CARGO_PKG_VERSION"),
-        "config_version": snapshot.version,
+        "config_version": config.config_version,
+        "pending_restart": config.pending_restart,
         "uptime_seconds": state.started.elapsed().as_secs(),
         "components": {
             "upstreams": v.upstreams,

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use palisade_layers::Proxy;
 use palisade_telemetry::metrics::Metrics;
 use serde::Serialize;
+use tokio::sync::watch;
 
 /// Result of checking one upstream.
 #[derive(Debug, Clone, Serialize)]
@@ -107,18 +108,22 @@ impl Readiness {
         metrics.set_ready(verdict.ready, unix(now));
     }
 
-    /// Runs [`Readiness::check`] every `interval` until the task is dropped.
+    /// Runs [`Readiness::check`] at once and then `interval` after each check until the task
+    /// is dropped. A new interval (from a reload) ends the current wait: the next check runs at
+    /// once and the new pace follows.
     pub async fn run(
         self: Arc<Self>,
         proxy: Arc<Proxy>,
         metrics: Arc<Metrics>,
-        interval: Duration,
+        mut interval: watch::Receiver<Duration>,
     ) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
             self.check(&proxy, &metrics).await;
+            let wait = *interval.borrow_and_update();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                Ok(()) = interval.changed() => {}
+            }
         }
     }
 }

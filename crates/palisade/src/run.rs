@@ -4,16 +4,22 @@
 //! responses say `Connection: close`) → stop accepting → in-flight requests finish within the
 //! grace period → audit sink and logs flushed → exit 0. Past the grace period the remaining
 //! connections are closed, the log says how many, and the exit code is 1.
+//!
+//! On SIGHUP the config is loaded again and, when valid, swapped in: routes, upstreams and the
+//! settings in [`APPLIED_ON_RELOAD`] take effect at once; every other changed setting keeps its
+//! running value until a restart, and the reload says which (log, audit event, `/health`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use palisade_config::LoadedConfig;
+use arc_swap::ArcSwap;
+use palisade_config::{Config, LoadedConfig};
 use palisade_layers::{Proxy, Snapshot};
 use palisade_telemetry::audit::{AuditCategory, AuditEvent, AuditOutcome, AuditSink};
 use palisade_telemetry::logging;
 use palisade_telemetry::metrics::Metrics;
+use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,6 +31,47 @@ use crate::readiness::{Readiness, unix};
 use crate::server;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Settings a reload applies to the running process: they live in the proxy's snapshot or are
+/// read where they are used. Any other changed setting waits for a restart and the reload names
+/// it, so a setting added to the config counts as restart-only until it is listed here.
+const APPLIED_ON_RELOAD: &[&str] = &[
+    "upstreams",
+    "routes",
+    "server.trusted_proxies",
+    "log.access_log",
+    "ops.ready_check_interval",
+    "lifecycle.drain_delay",
+];
+
+/// What `/health` says about the config the process runs.
+#[derive(Debug, Clone)]
+pub struct ConfigStatus {
+    /// Version of the last config in force in full: the one started with, or a later reload
+    /// that changed no restart-only setting.
+    pub config_version: String,
+    /// Set while the last reload changed settings that take effect only on restart.
+    pub pending_restart: Option<PendingRestart>,
+}
+
+/// A reloaded config whose routes and live settings serve, but part of which waits for a restart.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingRestart {
+    /// Version of the reloaded config; a restart brings it in force in full.
+    pub config_version: String,
+    /// The settings, as field paths (`server.listen`, `log.format`), that keep their running
+    /// values until then.
+    pub fields: Vec<&'static str>,
+}
+
+/// The settings that differ between the config the process started with and `new` and that a
+/// reload cannot apply, in file order.
+fn restart_required(started: &Config, new: &Config) -> Vec<&'static str> {
+    palisade_config::changed_settings(started, new)
+        .into_iter()
+        .filter(|field| !APPLIED_ON_RELOAD.contains(field))
+        .collect()
+}
 
 pub fn run(args: ConfigArg, started: Instant) -> ExitCode {
     let loaded = match cli::load(&args) {
@@ -79,7 +126,11 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     let audit_task = audit_writer.spawn();
     if args.config.is_none() {
         tracing::warn!(
-            "no --config given: running the built-in example config (see `palisade config example`)"
+            proxy = %loaded.config.server.listen,
+            ops = %loaded.config.ops.listen,
+            "no config given (--config or PALISADE_CONFIG): serving the built-in example config \
+             (`palisade config example`) on loopback only, 127.0.0.1 with the example's ports, \
+             unless PALISADE_SERVER__LISTEN or PALISADE_OPS__LISTEN set the addresses"
         );
     }
     let registry = Arc::new(palisade_layers::EndpointRegistry::default());
@@ -90,8 +141,15 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
             return ExitCode::from(2);
         }
     };
-    audit.emit(config_event("load", AuditOutcome::Success, &loaded));
+    audit.emit(
+        AuditEvent::now(AuditCategory::Config, "load", AuditOutcome::Success)
+            .details(config_details(&loaded)),
+    );
     let cfg = loaded.config.clone();
+    let config_status = Arc::new(ArcSwap::from_pointee(ConfigStatus {
+        config_version: loaded.version.clone(),
+        pending_restart: None,
+    }));
     let proxy = Proxy::new(snapshot, metrics.clone(), registry);
 
     let (proxy_listener, ops_listener) = match (
@@ -114,15 +172,17 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     };
 
     let readiness = Arc::new(Readiness::default());
+    let (ready_interval, ready_interval_rx) = watch::channel(cfg.ops.ready_check_interval.get());
     let checker = tokio::spawn(readiness.clone().run(
         proxy.clone(),
         metrics.clone(),
-        cfg.ops.ready_check_interval.get(),
+        ready_interval_rx,
     ));
     let ops_state = Arc::new(OpsState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         proxy: proxy.clone(),
+        config: config_status.clone(),
         started,
     });
     let (ops_stop_tx, mut ops_stop) = watch::channel(false);
@@ -166,15 +226,27 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
         "palisade started"
     );
 
+    let reloader = Reloader {
+        args: &args,
+        started: &cfg,
+        proxy: &proxy,
+        metrics: &metrics,
+        audit: &audit,
+        status: &config_status,
+        ready_interval: &ready_interval,
+    };
+    let mut current = loaded;
     let reason = loop {
         match signals.next().await {
             Request::Shutdown(name) => break name,
-            Request::Reload => reload(&args, &proxy, &metrics, &audit),
+            Request::Reload => reloader.reload(&mut current),
         }
     };
 
     let shutdown_started = Instant::now();
-    let drain = cfg.lifecycle.drain_delay.get();
+    // The drain delay is read now, so a reload can change it; the grace period was handed to
+    // the accept loop at start.
+    let drain = current.config.lifecycle.drain_delay.get();
     tracing::info!(
         signal = reason,
         drain_ms = drain.as_millis() as u64,
@@ -243,39 +315,125 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     }
 }
 
-/// SIGHUP: load the config again and swap it in only if it is valid and can be applied;
-/// otherwise keep serving the old one. Listener and log settings need a restart.
-fn reload(args: &ConfigArg, proxy: &Proxy, metrics: &Metrics, audit: &AuditSink) {
-    let result = cli::load(args)
-        .map_err(|e| e.to_string())
-        .and_then(|loaded| {
-            let snapshot =
-                Snapshot::build(&loaded, metrics, proxy.registry()).map_err(|e| e.to_string())?;
-            Ok((loaded, snapshot))
+/// What a SIGHUP reload reads and updates.
+struct Reloader<'a> {
+    args: &'a ConfigArg,
+    /// The config the process started with: its restart-only settings are the ones in force.
+    started: &'a Config,
+    proxy: &'a Proxy,
+    metrics: &'a Metrics,
+    audit: &'a AuditSink,
+    status: &'a ArcSwap<ConfigStatus>,
+    ready_interval: &'a watch::Sender<Duration>,
+}
+
+impl Reloader<'_> {
+    /// Loads the config again and swaps it in (as `current` too) only if it is valid and can be
+    /// applied; otherwise the old one keeps serving. Settings that need a restart are named in
+    /// the log line, the audit event and `/health`.
+    fn reload(&self, current: &mut LoadedConfig) {
+        let result = cli::load(self.args)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| {
+                let snapshot = Snapshot::build(&loaded, self.metrics, self.proxy.registry())
+                    .map_err(|e| e.to_string())?;
+                Ok((loaded, snapshot))
+            });
+        let (loaded, snapshot) = match result {
+            Ok(applied) => applied,
+            Err(errors) => {
+                self.metrics.config_reload(false);
+                self.audit.emit(
+                    AuditEvent::now(AuditCategory::Config, "reload", AuditOutcome::Failure)
+                        .details(json!({ "errors": errors })),
+                );
+                tracing::error!(
+                    %errors,
+                    "config reload rejected; the previous config keeps serving"
+                );
+                return;
+            }
+        };
+        let restart = restart_required(self.started, &loaded.config);
+        self.proxy.swap(snapshot);
+        let interval = loaded.config.ops.ready_check_interval.get();
+        self.ready_interval.send_if_modified(|running| {
+            let changed = *running != interval;
+            *running = interval;
+            changed
         });
-    match result {
-        Ok((loaded, snapshot)) => {
-            proxy.swap(snapshot);
-            metrics.config_reload(true);
-            audit.emit(config_event("reload", AuditOutcome::Success, &loaded));
-            tracing::info!(config_version = %loaded.version, "config reloaded");
-        }
-        Err(errors) => {
-            metrics.config_reload(false);
-            audit.emit(
-                AuditEvent::now(AuditCategory::Config, "reload", AuditOutcome::Failure)
-                    .details(json!({ "errors": errors })),
+        self.metrics.config_reload(true);
+        let mut details = config_details(&loaded);
+        details["restart_required"] = json!(restart);
+        self.audit.emit(
+            AuditEvent::now(AuditCategory::Config, "reload", AuditOutcome::Success)
+                .details(details),
+        );
+        let status = if restart.is_empty() {
+            tracing::info!(
+                config_version = %loaded.version,
+                restart_required = ?restart,
+                "config reloaded"
             );
-            tracing::error!(%errors, "config reload rejected; the previous config keeps serving");
-        }
+            ConfigStatus {
+                config_version: loaded.version.clone(),
+                pending_restart: None,
+            }
+        } else {
+            tracing::warn!(
+                config_version = %loaded.version,
+                restart_required = ?restart,
+                "config reloaded; the settings in restart_required keep their running values \
+                 until a restart"
+            );
+            ConfigStatus {
+                config_version: self.status.load().config_version.clone(),
+                pending_restart: Some(PendingRestart {
+                    config_version: loaded.version.clone(),
+                    fields: restart,
+                }),
+            }
+        };
+        self.status.store(Arc::new(status));
+        *current = loaded;
     }
 }
 
-fn config_event(action: &str, outcome: AuditOutcome, loaded: &LoadedConfig) -> AuditEvent {
-    AuditEvent::now(AuditCategory::Config, action, outcome).details(json!({
+fn config_details(loaded: &LoadedConfig) -> serde_json::Value {
+    json!({
         "source": loaded.source,
         "config_version": loaded.version,
         "routes": loaded.config.routes.len(),
         "upstreams": loaded.config.upstreams.len(),
-    }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_config::LogFormat;
+
+    #[test]
+    fn restart_required_names_only_what_a_reload_cannot_apply() {
+        let started = Config::default();
+        let mut new = started.clone();
+        new.log.format = LogFormat::Pretty;
+        new.log.access_log = false;
+        new.server.http2 = false;
+        new.server.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+        new.lifecycle.drain_delay = palisade_config::Duration::from_secs(1);
+        new.lifecycle.grace_period = palisade_config::Duration::from_secs(1);
+        new.audit.queue_capacity = 1;
+        new.routes.clear();
+        assert_eq!(
+            restart_required(&started, &new),
+            [
+                "server.http2",
+                "log.format",
+                "audit.queue_capacity",
+                "lifecycle.grace_period"
+            ]
+        );
+        assert!(restart_required(&started, &started.clone()).is_empty());
+    }
 }

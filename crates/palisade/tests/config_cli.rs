@@ -133,7 +133,7 @@ fn bad_duration_says_what_a_duration_looks_like() {
 
 #[test]
 fn missing_env_secret_names_the_variable_and_never_a_value() {
-    let text = "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n[upstreams.app.request_headers]\nAuthorization = \"${env:APP_TOKEN}\"\n";
+    let text = "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n[upstreams.app.request_headers]\nAuthorization = \"${env:APP_TOKEN}\"\n[[routes]]\nname = \"api\"\nupstream = \"app\"\n";
     let (code, err) = validate_text("secret", text, &[]);
     assert_eq!(code, 1);
     assert!(
@@ -200,5 +200,115 @@ fn env_overrides_apply_and_bad_ones_name_the_variable() {
     assert!(
         err.contains("env PALISADE_SERVER__LISTN: server: unknown field \"listn\""),
         "{err}"
+    );
+}
+
+#[test]
+fn request_headers_palisade_manages_are_refused() {
+    let text =
+        format!("{GOOD_BASE}\n[upstreams.app.request_headers]\nX-Forwarded-For = \"10.0.0.1\"\n");
+    let (code, err) = validate_text("managed", &text, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "palisade.toml:14: upstreams.app.request_headers.X-Forwarded-For: header \"X-Forwarded-For\" cannot be set here: Palisade sets the forwarding headers from the client connection"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_without_a_config_is_a_usage_error_that_says_how_to_name_one() {
+    let out = Command::new(common::bin())
+        .arg("validate")
+        .env_remove("PALISADE_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no config file given"), "{err}");
+    assert!(
+        err.contains("--config FILE") && err.contains("PALISADE_CONFIG"),
+        "{err}"
+    );
+    assert!(err.contains("palisade config example"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("valid"));
+
+    // PALISADE_CONFIG names the file as well as --config does.
+    let dir = tempdir::Dir::new("env-config");
+    let path = write(&dir, "palisade.toml", GOOD_BASE);
+    let out = Command::new(common::bin())
+        .arg("validate")
+        .env("PALISADE_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_config_without_routes_is_refused() {
+    let (code, err) = validate_text("empty", "", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "palisade.toml: routes: no routes are defined, so every request would get 404; add at \
+             least one, e.g. [[routes]] with name = \"default\", path = \"/\", upstream = \"app\""
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_without_a_config_serves_the_example_on_loopback_and_warns() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let mut child = Command::new(common::bin())
+        .arg("run")
+        .env_remove("PALISADE_CONFIG")
+        .env_remove("PALISADE_SERVER__LISTEN")
+        .env_remove("PALISADE_OPS__LISTEN")
+        .env_remove("RUST_LOG")
+        .env("PALISADE_LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let warning = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("no config given") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    // Killed by its own handle; the example's ports may be taken on this machine, which does
+    // not matter: the warning comes before the listeners are bound.
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = warning.unwrap_or_else(|| panic!("no warning; output:\n{}", seen.join("\n")));
+    let line: serde_json::Value = serde_json::from_str(&warning).unwrap();
+    assert_eq!(line["level"], "WARN", "{warning}");
+    assert_eq!(line["proxy"], "127.0.0.1:8080", "{warning}");
+    assert_eq!(line["ops"], "127.0.0.1:9090", "{warning}");
+    assert!(
+        line["message"].as_str().unwrap().contains("loopback only"),
+        "{warning}"
     );
 }
