@@ -25,7 +25,13 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_read_timeout.get());
+        // hyper's head timer also runs while a keep-alive connection waits for its next
+        // request, so it serves as the idle bound too: the shorter of the two.
+        .header_read_timeout(
+            cfg.header_read_timeout
+                .get()
+                .min(cfg.keepalive_timeout.get()),
+        );
     builder.http2().timer(TokioTimer::new());
     if cfg.http2 {
         builder

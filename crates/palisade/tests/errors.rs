@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Codec;
+
 use palisade_testkit::upstream::UpstreamServer;
 
 async fn assert_problem(resp: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
@@ -36,68 +38,66 @@ async fn assert_problem(resp: reqwest::Response, status: u16, slug: &str) -> ser
     body
 }
 
-#[tokio::test]
-async fn no_matching_route_is_404() {
-    let upstream = UpstreamServer::start().await.unwrap();
-    let config = common::config_for(upstream.addr(), "").replace("path = \"/\"", "path = \"/api\"");
-    let gw = common::spawn(&config, false).await;
-    let resp = common::client()
-        .get(gw.url("/elsewhere"))
-        .send()
-        .await
-        .unwrap();
-    let body = assert_problem(resp, 404, "no-route").await;
-    assert_eq!(body["title"], "Not Found");
-    assert_eq!(upstream.requests_seen(), 0);
-}
+both_codecs! {
+    async fn no_matching_route_is_404(codec: Codec) {
+        let upstream = UpstreamServer::start().await.unwrap();
+        let config = common::config_for(upstream.addr(), "").replace("path = \"/\"", "path = \"/api\"");
+        let gw = common::spawn(codec, &config, false).await;
+        let resp = common::client()
+            .get(gw.url("/elsewhere"))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_problem(resp, 404, "no-route").await;
+        assert_eq!(body["title"], "Not Found");
+        assert_eq!(upstream.requests_seen(), 0);
+    }
 
-#[tokio::test]
-async fn unreachable_upstream_is_502() {
-    // A port that was free a moment ago: nothing listens there.
-    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], palisade_testkit::gateway::free_port()));
-    let gw = common::spawn(&common::config_for(dead, ""), false).await;
-    let resp = common::client()
-        .post(gw.url("/orders"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(resp, 502, "upstream-unavailable").await;
-    let metrics = common::metrics_text(&gw).await;
-    assert!(
-        metrics
-            .contains(r#"palisade_upstream_request_errors_total{upstream="app",kind="connect"} 1"#),
-        "{metrics}"
-    );
-}
+    async fn unreachable_upstream_is_502(codec: Codec) {
+        // A port that was free a moment ago: nothing listens there.
+        let dead = std::net::SocketAddr::from(([127, 0, 0, 1], palisade_testkit::gateway::free_port()));
+        let gw = common::spawn(codec, &common::config_for(dead, ""), false).await;
+        let resp = common::client()
+            .post(gw.url("/orders"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 502, "upstream-unavailable").await;
+        let metrics = common::metrics_text(&gw).await;
+        assert!(
+            metrics
+                .contains(r#"palisade_upstream_request_errors_total{upstream="app",kind="connect"} 1"#),
+            "{metrics}"
+        );
+    }
 
-#[tokio::test]
-async fn slow_upstream_is_504_after_the_route_timeout() {
-    let (_up, gw) = common::start("").await;
-    let started = std::time::Instant::now();
-    let resp = common::client()
-        .get(gw.url("/slow?latency=3s"))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(resp, 504, "upstream-timeout").await;
-    // The route timeout is 1s; the upstream would have answered after 3s.
-    assert!(started.elapsed() < std::time::Duration::from_millis(2900));
-}
+    async fn slow_upstream_is_504_after_the_route_timeout(codec: Codec) {
+        let (_up, gw) = common::start(codec, "").await;
+        let started = std::time::Instant::now();
+        let resp = common::client()
+            .get(gw.url("/slow?latency=3s"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 504, "upstream-timeout").await;
+        // The route timeout is 1s; the upstream would have answered after 3s.
+        assert!(started.elapsed() < std::time::Duration::from_millis(2900));
+    }
 
-#[tokio::test]
-async fn body_over_the_route_limit_is_413() {
-    let (up, gw) = common::start("max_request_body = \"1KiB\"").await;
-    let resp = common::client()
-        .post(gw.url("/upload"))
-        .body(vec![b'x'; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_problem(resp, 413, "payload-too-large").await;
-    assert_eq!(
-        up.requests_seen(),
-        0,
-        "the upstream never saw the oversized request"
-    );
+    async fn body_over_the_route_limit_is_413(codec: Codec) {
+        let (up, gw) = common::start(codec, "max_request_body = \"1KiB\"").await;
+        let resp = common::client()
+            .post(gw.url("/upload"))
+            .body(vec![b'x'; 4096])
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 413, "payload-too-large").await;
+        assert_eq!(
+            up.requests_seen(),
+            0,
+            "the upstream never saw the oversized request"
+        );
+    }
 }

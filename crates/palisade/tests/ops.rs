@@ -15,7 +15,7 @@ async fn get(url: &str) -> (u16, String) {
 #[tokio::test]
 async fn ready_is_503_until_the_upstream_is_reachable_while_live_stays_200() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let gw = common::spawn(&common::config_for(addr, ""), false).await;
+    let gw = common::spawn(common::Codec::Fast, &common::config_for(addr, ""), false).await;
     // Give the background check a few rounds (interval 100ms) to settle on "unreachable".
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (status, body) = get(&gw.ops_url("/ready")).await;
@@ -52,7 +52,7 @@ async fn ready_is_503_while_draining_and_live_stays_200() {
     let upstream = UpstreamServer::start().await.unwrap();
     let config = common::config_for(upstream.addr(), "")
         .replace("drain_delay = \"0s\"", "drain_delay = \"2s\"");
-    let mut gw = common::spawn(&config, true).await;
+    let mut gw = common::spawn(common::Codec::Fast, &config, true).await;
     gw.signal("TERM").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body) = get(&gw.ops_url("/ready")).await;
@@ -69,7 +69,7 @@ async fn ready_is_503_while_draining_and_live_stays_200() {
 
 #[tokio::test]
 async fn metrics_parse_and_count_requests() {
-    let (_up, gw) = common::start("").await;
+    let (_up, gw) = common::start(common::Codec::Fast, "").await;
     let client = common::client();
     for path in ["/count", "/count", "/count", "/count?status=503"] {
         let resp = client.get(gw.url(path)).send().await.unwrap();

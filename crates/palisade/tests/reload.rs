@@ -29,7 +29,7 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     let upstream = UpstreamServer::start().await.unwrap();
     let original =
         common::config_for(upstream.addr(), "").replace("path = \"/\"", "path = \"/v1\"");
-    let gw = common::spawn(&original, true).await;
+    let gw = common::spawn(common::Codec::Fast, &original, true).await;
     let client = common::client();
     assert_eq!(
         client.get(gw.url("/v2/x")).send().await.unwrap().status(),
@@ -102,7 +102,7 @@ async fn sighup_applies_routes_live_and_names_the_settings_that_need_a_restart()
     let upstream = UpstreamServer::start().await.unwrap();
     let original =
         common::config_for(upstream.addr(), "").replace("path = \"/\"", "path = \"/v1\"");
-    let gw = common::spawn(&original, true).await;
+    let gw = common::spawn(common::Codec::Fast, &original, true).await;
     let client = common::client();
     let before = health(&gw).await;
     let started_version = before["config_version"].as_str().unwrap().to_owned();
@@ -201,7 +201,7 @@ async fn sighup_applies_routes_live_and_names_the_settings_that_need_a_restart()
 async fn sighup_applies_the_drain_delay_and_the_ready_check_interval() {
     let upstream = UpstreamServer::start().await.unwrap();
     let original = common::config_for(upstream.addr(), "").replace("\"100ms\"", "\"1h\"");
-    let mut gw = common::spawn(&original, true).await;
+    let mut gw = common::spawn(common::Codec::Fast, &original, true).await;
     let probes = upstream.connections_seen();
 
     std::fs::write(

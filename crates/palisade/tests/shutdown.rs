@@ -18,7 +18,7 @@ async fn sigterm_under_load_fails_no_accepted_request() {
         .replace("[lifecycle]", "[server]\nworker_threads = 1\n\n[lifecycle]")
         .replace("drain_delay = \"0s\"", "drain_delay = \"500ms\"")
         .replace("timeout = \"1s\"", "timeout = \"5s\"");
-    let mut gw = common::spawn(&config, true).await;
+    let mut gw = common::spawn(common::Codec::Fast, &config, true).await;
 
     let ok = Arc::new(AtomicU64::new(0));
     let ok_after_signal = Arc::new(AtomicU64::new(0));
@@ -104,7 +104,7 @@ async fn past_the_grace_period_connections_are_cut_and_the_exit_says_so() {
     let config = common::config_for(upstream.addr(), "")
         .replace("grace_period = \"5s\"", "grace_period = \"500ms\"")
         .replace("timeout = \"1s\"", "timeout = \"30s\"");
-    let mut gw = common::spawn(&config, true).await;
+    let mut gw = common::spawn(common::Codec::Fast, &config, true).await;
     let url = gw.url("/stuck?latency=20s");
     let stuck = tokio::spawn(async move { common::client().get(url).send().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -130,7 +130,7 @@ async fn past_the_grace_period_connections_are_cut_and_the_exit_says_so() {
 
 #[tokio::test]
 async fn config_load_is_an_audit_event() {
-    let (_up, gw) = common::start("").await;
+    let (_up, gw) = common::start(common::Codec::Fast, "").await;
     let line = gw
         .wait_for_line(
             |l| l.contains("\"type\":\"audit\"") && l.contains("\"action\":\"load\""),

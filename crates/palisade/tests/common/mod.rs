@@ -37,10 +37,56 @@ timeout = "1s"
     )
 }
 
-/// The gateway on `config`, waiting for `/ready` too when `ready`.
-pub async fn spawn(config: &str, ready: bool) -> Gateway {
+/// Which codec serves the proxy's requests: each proxy-behaviour test runs on both
+/// ([`both_codecs!`]), so every rule is proven on the fast codec and on hyper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// `server.direct_path = true` (the default): bodiless HTTP/1.1 on the fast codec.
+    Fast,
+    /// `server.direct_path = false`: every request through the general codec (hyper).
+    General,
+}
+
+impl Codec {
+    fn direct_path(self) -> &'static str {
+        match self {
+            Codec::Fast => "true",
+            Codec::General => "false",
+        }
+    }
+}
+
+/// Defines each `async fn name(codec: Codec) { ... }` as a module `name` with two tests,
+/// `fast` and `general`, one per codec.
+#[macro_export]
+macro_rules! both_codecs {
+    ($(async fn $name:ident($codec:ident: Codec) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($codec: $crate::common::Codec) $body
+
+                #[tokio::test]
+                async fn fast() {
+                    run($crate::common::Codec::Fast).await
+                }
+
+                #[tokio::test]
+                async fn general() {
+                    run($crate::common::Codec::General).await
+                }
+            }
+        )*
+    };
+}
+
+/// The gateway on `config` with `codec`, waiting for `/ready` too when `ready`.
+pub async fn spawn(codec: Codec, config: &str, ready: bool) -> Gateway {
     GatewayBuilder::new(bin())
         .config(config)
+        .env("PALISADE_SERVER__DIRECT_PATH", codec.direct_path())
         .wait_ready(ready)
         .spawn()
         .await
@@ -50,10 +96,10 @@ pub async fn spawn(config: &str, ready: bool) -> Gateway {
 /// Upstream plus gateway whose readiness probe runs once at start and then not for an hour,
 /// so the upstream's connection count shows only the proxy's own connections; the count
 /// after start-up is returned with them.
-pub async fn start_without_probes() -> (UpstreamServer, Gateway, u64) {
+pub async fn start_without_probes(codec: Codec) -> (UpstreamServer, Gateway, u64) {
     let upstream = UpstreamServer::start().await.expect("upstream starts");
     let config = config_for(upstream.addr(), "").replace("\"100ms\"", "\"1h\"");
-    let gateway = spawn(&config, true).await;
+    let gateway = spawn(codec, &config, true).await;
     let probes = upstream.connections_seen();
     (upstream, gateway, probes)
 }
@@ -71,9 +117,9 @@ pub async fn metrics_text(gw: &Gateway) -> String {
 }
 
 /// Upstream plus gateway, ready to take traffic.
-pub async fn start(extra: &str) -> (UpstreamServer, Gateway) {
+pub async fn start(codec: Codec, extra: &str) -> (UpstreamServer, Gateway) {
     let upstream = UpstreamServer::start().await.expect("upstream starts");
-    let gateway = spawn(&config_for(upstream.addr(), extra), true).await;
+    let gateway = spawn(codec, &config_for(upstream.addr(), extra), true).await;
     (upstream, gateway)
 }
 

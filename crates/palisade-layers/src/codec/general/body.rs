@@ -36,8 +36,8 @@ pin_project! {
     /// streams, a client that stops sending for `idle` is cut off (408), and `sent` turns true
     /// once the body went out whole, which the upstream connection's reuse waits for.
     pub struct RequestBody {
-        #[pin]
-        inner: Incoming,
+        // `None`: no body (a bodiless request built again for a second attempt).
+        inner: Option<Incoming>,
         limit: Option<u64>,
         seen: u64,
         idle: Duration,
@@ -51,12 +51,24 @@ impl RequestBody {
     pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
         let sent = Arc::new(AtomicBool::new(inner.is_end_stream()));
         Self {
-            inner,
+            inner: Some(inner),
             limit,
             seen: 0,
             idle,
             stall: Box::pin(tokio::time::sleep(idle)),
             sent,
+        }
+    }
+
+    /// No body at all.
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            limit: None,
+            seen: 0,
+            idle: Duration::MAX,
+            stall: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            sent: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -75,7 +87,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let polled = match this.inner.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        };
         if polled.is_ready() {
             this.stall.as_mut().reset(Instant::now() + *this.idle);
         }
@@ -104,11 +119,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 

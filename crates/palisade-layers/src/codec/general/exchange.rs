@@ -20,13 +20,24 @@ use crate::upstream::Upstream;
 pub struct GeneralExchange<'a> {
     /// The request, until an attempt consumes it.
     request: Option<Request<RequestBody>>,
+    /// A bodiless request's head, to build it again for a second attempt after hyper
+    /// consumed the first.
+    replay: Option<http::request::Parts>,
     upstream: &'a Upstream,
 }
 
 impl<'a> GeneralExchange<'a> {
     pub fn new(request: Request<RequestBody>, upstream: &'a Upstream) -> Self {
+        let replay = http_body::Body::is_end_stream(request.body()).then(|| {
+            let mut parts = Request::new(()).into_parts().0;
+            parts.method = request.method().clone();
+            parts.uri = request.uri().clone();
+            parts.headers = request.headers().clone();
+            parts
+        });
         Self {
             request: Some(request),
+            replay,
             upstream,
         }
     }
@@ -40,7 +51,11 @@ impl Exchange for GeneralExchange<'_> {
         endpoint: &Arc<Endpoint>,
         fresh: bool,
     ) -> Result<Self::Output, AttemptError> {
-        let Some(mut req) = self.request.take() else {
+        let request = self.request.take().or_else(|| {
+            let parts = self.replay.clone()?;
+            Some(Request::from_parts(parts, RequestBody::empty()))
+        });
+        let Some(mut req) = request else {
             return Err(AttemptError::new(
                 Failure::Exchange(UpstreamErrorKind::Other),
                 "the request was consumed by an earlier attempt",

@@ -157,7 +157,15 @@ pub async fn handle(
             return reject(ctx, Rejection { error, close }, version);
         }
     };
-    respond(ctx, resp, checkout, client_upgrade, request_sent, close)
+    respond(
+        ctx,
+        resp,
+        checkout,
+        client_upgrade,
+        request_sent,
+        close,
+        version,
+    )
 }
 
 /// Passes the upstream's response to the client.
@@ -168,6 +176,7 @@ fn respond(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     request_sent: Arc<AtomicBool>,
     close: bool,
+    version: Version,
 ) -> Response<ResponseBody> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
@@ -195,7 +204,10 @@ fn respond(
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     ctx.record.status = resp.status().as_u16();
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    // The client's version frames the response (an HTTP/1.0 upstream's body without a
+    // length goes to an HTTP/1.1 client chunked, not close-delimited).
+    parts.version = version;
     // An upgraded connection is the tunnel's now; it never goes back to the pool.
     let checkout = if switching { None } else { checkout };
     Response::from_parts(
