@@ -4,7 +4,6 @@
 
 mod common;
 
-use common::Codec;
 
 use palisade_testkit::upstream::UpstreamServer;
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use common::Codec;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
