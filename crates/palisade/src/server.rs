@@ -85,6 +85,14 @@ pub async fn accept_loop(
                     let proxy = proxy.clone();
                     async move { Ok::<_, Infallible>(proxy.serve(req, peer).await) }
                 });
+                // A connection that already carried HTTP/1.1 requests stays HTTP/1.
+                let h1_only;
+                let builder = if io.http1_only() {
+                    h1_only = (*builder).clone().http1_only();
+                    &h1_only
+                } else {
+                    &*builder
+                };
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(io), service)
                     .into_owned();

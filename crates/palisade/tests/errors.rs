@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use palisade_testkit::upstream::UpstreamServer;
 
 async fn assert_problem(resp: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {

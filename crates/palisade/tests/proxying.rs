@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;

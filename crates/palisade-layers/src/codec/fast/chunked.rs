@@ -1,6 +1,8 @@
-//! Finds the end of a chunked body (RFC 9112 §7.1) without changing it: the direct path passes
-//! chunked bodies through as they are and only needs to know where they stop, to reuse the
-//! upstream connection, and how many data bytes they carried, for the access log.
+//! Follows an upstream's chunked body (RFC 9112 §7.1) and writes it again for the client with
+//! the same chunks but without chunk extensions and without trailer fields, as NGINX does:
+//! both are rarely meant for the client and have carried control bytes and a second
+//! `Content-Length`. It also finds where the body stops, to reuse the upstream connection, and
+//! counts its data bytes, for the access log.
 
 /// Why a chunked body could not be followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -61,14 +63,16 @@ impl ChunkedScanner {
         self.data_bytes
     }
 
-    /// Reads the next bytes of the body. Returns `Some(n)` when the body ends after the first
-    /// `n` bytes of `input`, `None` when all of `input` belongs to the body and more follows.
-    pub fn feed(&mut self, input: &[u8]) -> Result<Option<usize>, ChunkError> {
+    /// Reads the next bytes of the body and appends their clean encoding to `out`. Returns
+    /// `Some(n)` when the body ends after the first `n` bytes of `input`, `None` when all of
+    /// `input` belongs to the body and more follows.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Option<usize>, ChunkError> {
         let mut i = 0;
         while i < input.len() {
             if let State::Data { remaining } = self.state {
                 let take = remaining.min((input.len() - i) as u64);
                 self.data_bytes += take;
+                out.extend_from_slice(&input[i..i + take as usize]);
                 i += take as usize;
                 self.state = if take == remaining {
                     State::DataCr
@@ -79,8 +83,17 @@ impl ChunkedScanner {
                 };
                 continue;
             }
-            self.state = self.step(input[i])?;
+            let next = self.step(input[i])?;
             i += 1;
+            match (self.state, next) {
+                (State::SizeLf, State::Data { remaining }) => {
+                    write_size_line(remaining, out);
+                }
+                (State::DataLf, _) => out.extend_from_slice(b"\r\n"),
+                (_, State::Done) => out.extend_from_slice(b"0\r\n\r\n"),
+                _ => {}
+            }
+            self.state = next;
             if self.state == State::Done {
                 return Ok(Some(i));
             }
@@ -91,7 +104,8 @@ impl ChunkedScanner {
     fn step(&mut self, b: u8) -> Result<State, ChunkError> {
         let next = match (self.state, b) {
             (State::Size { value, digits }, _) => match hex_value(b) {
-                Some(d) if digits < 15 => State::Size {
+                // Leading zeros are valid; only a size past 60 bits is refused.
+                Some(d) if value >> 56 == 0 => State::Size {
                     value: value << 4 | u64::from(d),
                     digits: digits + 1,
                 },
@@ -127,6 +141,15 @@ impl ChunkedScanner {
     }
 }
 
+fn write_size_line(size: u64, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - size.leading_zeros()).div_ceil(4).max(1);
+    for k in (0..digits).rev() {
+        out.push(HEX[((size >> (4 * k)) & 0xf) as usize]);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -140,33 +163,52 @@ fn hex_value(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    const BODY: &[u8] = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-sum: 1\r\n\r\n";
+    const BODY: &[u8] =
+        b"5\r\nhello\r\n007;ext=\"x\x01\"\r\n, world\r\n10\r\n0123456789abcdef\r\n0\r\nx-sum: 1\r\ncontent-length: 9\r\n\r\n";
+    /// The same chunks without the extension, the leading zeros and the trailer fields.
+    const CLEAN: &[u8] = b"5\r\nhello\r\n7\r\n, world\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
 
     #[test]
     fn finds_the_end_in_one_piece_and_counts_data() {
         let mut s = ChunkedScanner::default();
         let mut input = BODY.to_vec();
         input.extend_from_slice(b"HTTP/1.1 200 OK");
-        assert_eq!(s.feed(&input), Ok(Some(BODY.len())));
-        assert_eq!(s.data_bytes(), 12);
+        let mut out = Vec::new();
+        assert_eq!(s.feed(&input, &mut out), Ok(Some(BODY.len())));
+        assert_eq!(s.data_bytes(), 28);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(CLEAN)
+        );
     }
 
     #[test]
     fn finds_the_end_across_any_split() {
         for split in 0..BODY.len() {
             let mut s = ChunkedScanner::default();
-            assert_eq!(s.feed(&BODY[..split]), Ok(None), "split at {split}");
-            assert_eq!(s.feed(&BODY[split..]), Ok(Some(BODY.len() - split)));
-            assert_eq!(s.data_bytes(), 12);
+            let mut out = Vec::new();
+            assert_eq!(
+                s.feed(&BODY[..split], &mut out),
+                Ok(None),
+                "split at {split}"
+            );
+            assert_eq!(
+                s.feed(&BODY[split..], &mut out),
+                Ok(Some(BODY.len() - split))
+            );
+            assert_eq!(s.data_bytes(), 28);
+            assert_eq!(out, CLEAN, "split at {split}");
         }
     }
 
     #[test]
     fn byte_by_byte() {
         let mut s = ChunkedScanner::default();
-        let ends: Vec<_> = BODY.iter().map(|b| s.feed(&[*b])).collect();
+        let mut out = Vec::new();
+        let ends: Vec<_> = BODY.iter().map(|b| s.feed(&[*b], &mut out)).collect();
         assert!(ends[..BODY.len() - 1].iter().all(|e| *e == Ok(None)));
         assert_eq!(ends[BODY.len() - 1], Ok(Some(1)));
+        assert_eq!(out, CLEAN);
     }
 
     #[test]
@@ -181,7 +223,7 @@ mod tests {
         ] {
             let mut s = ChunkedScanner::default();
             assert_eq!(
-                s.feed(bad),
+                s.feed(bad, &mut Vec::new()),
                 Err(ChunkError),
                 "{:?}",
                 String::from_utf8_lossy(bad)

@@ -356,11 +356,14 @@ impl Passage<'_> {
                 })
             }
             Framing::Chunked => {
+                // The chunks are written again, without extensions and trailer fields.
                 let mut scanner = ChunkedScanner::default();
                 let mut chunk = first;
-                let mut head_pending = true;
+                let mut sent = 0;
                 loop {
-                    let (upto, done) = match scanner.feed(&buf[chunk.clone()]) {
+                    // The first piece goes out with the head, which `out` holds.
+                    let end = scanner.feed(&buf[chunk.clone()], out);
+                    let (upto, done) = match end {
                         Ok(Some(n)) => (chunk.start + n, true),
                         Ok(None) => (chunk.end, false),
                         Err(_) => {
@@ -368,14 +371,9 @@ impl Passage<'_> {
                             return Err(Cut::Upstream(scanner.data_bytes()));
                         }
                     };
-                    if head_pending {
-                        head_pending = false;
-                        out.extend_from_slice(&buf[chunk.start..upto]);
-                        self.write(out, 0).await?;
-                    } else {
-                        self.write(&buf[chunk.start..upto], scanner.data_bytes())
-                            .await?;
-                    }
+                    self.write(out, sent).await?;
+                    out.clear();
+                    sent = scanner.data_bytes();
                     if done {
                         return Ok(Body {
                             bytes: scanner.data_bytes(),

@@ -105,6 +105,7 @@ pub async fn serve(
     let (mut start, mut end) = (0usize, 0usize);
     let mut io = Buffers::new(BUF_SIZE);
     let mut stopping = pin!(shutdown.notify.notified());
+    let mut served = false;
 
     loop {
         if start == end && shutdown.started() {
@@ -160,7 +161,8 @@ pub async fn serve(
         let keep_open = match step {
             Step::Handoff => {
                 let rest = Bytes::copy_from_slice(&inbuf[start..end]);
-                return Ended::Handoff(Rewind::new(client, rest));
+                let io = Rewind::new(client, rest);
+                return Ended::Handoff(if served { io.after_http1() } else { io });
             }
             Step::Respond(Respond {
                 consumed,
@@ -177,6 +179,7 @@ pub async fn serve(
                 exchange(forward, &mut client, &mut io, &mut deadlines).await
             }
         };
+        served = true;
         if !keep_open {
             let _ = client.shutdown().await;
             return Ended::Closed;

@@ -13,11 +13,28 @@ use tokio::net::TcpStream;
 pub struct Rewind {
     prefix: Bytes,
     stream: TcpStream,
+    http1_only: bool,
 }
 
 impl Rewind {
     pub fn new(stream: TcpStream, prefix: Bytes) -> Self {
-        Self { prefix, stream }
+        Self {
+            prefix,
+            stream,
+            http1_only: false,
+        }
+    }
+
+    /// Marks a connection that already carried HTTP/1.1 requests: the protocol was decided
+    /// by its first bytes, so the HTTP/2 preface may not switch it now.
+    pub fn after_http1(mut self) -> Self {
+        self.http1_only = true;
+        self
+    }
+
+    /// The general codec must serve this connection as HTTP/1 only.
+    pub fn http1_only(&self) -> bool {
+        self.http1_only
     }
 }
 

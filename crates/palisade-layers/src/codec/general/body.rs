@@ -132,7 +132,7 @@ impl Body for RequestBody {
 pin_project! {
     #[project = InnerProj]
     enum Inner {
-        Upstream { #[pin] body: Incoming },
+        Upstream { #[pin] body: Incoming, idle: Duration, stall: Option<Pin<Box<Sleep>>> },
         Full { data: Option<Bytes> },
     }
 }
@@ -140,7 +140,7 @@ pin_project! {
 impl Inner {
     fn is_end_stream(&self) -> bool {
         match self {
-            Inner::Upstream { body } => body.is_end_stream(),
+            Inner::Upstream { body, .. } => body.is_end_stream(),
             Inner::Full { data } => data.is_none(),
         }
     }
@@ -192,13 +192,20 @@ pin_project! {
 
 impl ResponseBody {
     /// The upstream's body; `checkout` (HTTP/1.1) is released when it has been read to its end.
+    /// The upstream's body; a wait of more than `idle` for its next bytes ends it.
     pub fn upstream(
         body: Incoming,
+        idle: Duration,
         record: Option<AccessRecord>,
         checkout: Option<Checkout>,
         request_sent: Option<Arc<AtomicBool>>,
     ) -> Self {
-        let mut this = Self::with(Inner::Upstream { body }, record, checkout);
+        let inner = Inner::Upstream {
+            body,
+            idle,
+            stall: None,
+        };
+        let mut this = Self::with(inner, record, checkout);
         this.finisher.request_sent = request_sent;
         this
     }
@@ -230,9 +237,14 @@ impl ResponseBody {
     }
 }
 
+/// The upstream sent no body bytes within the idle bound.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent no response body bytes for {0:?}")]
+pub struct ResponseStalled(Duration);
+
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -241,7 +253,30 @@ impl Body for ResponseBody {
         let this = self.project();
         let mut inner = this.inner;
         let polled = match inner.as_mut().project() {
-            InnerProj::Upstream { body } => body.poll_frame(cx),
+            InnerProj::Upstream {
+                mut body,
+                idle,
+                stall,
+            } => loop {
+                match body.as_mut().poll_frame(cx) {
+                    // Trailer fields are not passed on, as NGINX does not.
+                    Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => continue,
+                    Poll::Pending => {
+                        let sleep =
+                            stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(*idle)));
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            break Poll::Ready(Some(Err(ResponseStalled(*idle).into())));
+                        }
+                        break Poll::Pending;
+                    }
+                    other => {
+                        if let Some(sleep) = stall.as_mut() {
+                            sleep.as_mut().reset(Instant::now() + *idle);
+                        }
+                        break other.map(|f| f.map(|r| r.map_err(Into::into)));
+                    }
+                }
+            },
             InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
         match &polled {
@@ -265,7 +300,7 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Upstream { body } => body.size_hint(),
+            Inner::Upstream { body, .. } => body.size_hint(),
             Inner::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

@@ -122,6 +122,9 @@ pub async fn handle(
             let problem = match body_error(&error) {
                 Some(RequestBodyError::TooLarge { .. }) => ProxyError::PayloadTooLarge,
                 Some(RequestBodyError::Idle(_)) => ProxyError::RequestTimeout,
+                // A malformed body (bad chunk framing); a client that left never sees it and
+                // its request is logged as 499 when this response is dropped unsent.
+                Some(RequestBodyError::Read(_)) => ProxyError::BadRequest,
                 _ => {
                     upstream.metrics.error(error.failure.kind());
                     ProxyError::UpstreamUnavailable
@@ -157,27 +160,43 @@ pub async fn handle(
             return reject(ctx, Rejection { error, close }, version);
         }
     };
-    respond(
-        ctx,
-        resp,
+    let exchanged = Exchanged {
         checkout,
         client_upgrade,
         request_sent,
         close,
         version,
-    )
+        idle: route.timeout,
+    };
+    respond(ctx, resp, exchanged)
+}
+
+/// What the response needs from the exchange that brought it.
+struct Exchanged {
+    checkout: Option<crate::pool::Checkout>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    request_sent: Arc<AtomicBool>,
+    close: bool,
+    /// The client's version, which frames the response.
+    version: Version,
+    /// Longest wait for the next response body bytes.
+    idle: std::time::Duration,
 }
 
 /// Passes the upstream's response to the client.
 fn respond(
     mut ctx: RequestCtx,
     mut resp: Response<Incoming>,
-    checkout: Option<crate::pool::Checkout>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    request_sent: Arc<AtomicBool>,
-    close: bool,
-    version: Version,
+    x: Exchanged,
 ) -> Response<ResponseBody> {
+    let Exchanged {
+        checkout,
+        client_upgrade,
+        request_sent,
+        close,
+        version,
+        idle,
+    } = x;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -212,7 +231,7 @@ fn respond(
     let checkout = if switching { None } else { checkout };
     Response::from_parts(
         parts,
-        ResponseBody::upstream(body, Some(ctx.record), checkout, Some(request_sent)),
+        ResponseBody::upstream(body, idle, Some(ctx.record), checkout, Some(request_sent)),
     )
 }
 
