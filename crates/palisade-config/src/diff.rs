@@ -25,6 +25,8 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         keepalive_timeout,
         http2,
         direct_path,
+        request_body_timeout,
+        send_timeout,
     } = &old.server;
     let server = &new.server;
     check("server.listen", *listen == server.listen);
@@ -46,6 +48,11 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     check("server.http2", *http2 == server.http2);
     check("server.direct_path", *direct_path == server.direct_path);
+    check(
+        "server.request_body_timeout",
+        *request_body_timeout == server.request_body_timeout,
+    );
+    check("server.send_timeout", *send_timeout == server.send_timeout);
 
     let OpsConfig {
         listen,

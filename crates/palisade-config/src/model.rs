@@ -73,6 +73,14 @@ pub struct ServerConfig {
     /// debugging. Both apply the same rules; only the cost per request differs.
     #[serde(default = "default_true")]
     pub direct_path: bool,
+    /// Longest wait for the next bytes of a request body (NGINX's `client_body_timeout`); a
+    /// client that stalls its upload longer gets 408 and the connection closes.
+    #[serde(default = "default_body_timeout")]
+    pub request_body_timeout: Duration,
+    /// Longest wait for a client to take more response bytes (NGINX's `send_timeout`); a
+    /// client that stops reading longer has its connection closed, freeing the upstream one.
+    #[serde(default = "default_body_timeout")]
+    pub send_timeout: Duration,
 }
 
 /// The ops listener.
@@ -238,6 +246,8 @@ impl Default for ServerConfig {
             keepalive_timeout: default_keepalive_timeout(),
             http2: true,
             direct_path: true,
+            request_body_timeout: default_body_timeout(),
+            send_timeout: default_body_timeout(),
         }
     }
 }
@@ -291,6 +301,9 @@ fn default_ops_listen() -> SocketAddr {
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_keepalive_timeout() -> Duration {
     Duration::from_secs(75)

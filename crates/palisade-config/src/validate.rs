@@ -45,6 +45,16 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
             root.key("server").key("keepalive_timeout"),
             &mut issues,
         );
+        check_positive(
+            server.request_body_timeout,
+            root.key("server").key("request_body_timeout"),
+            &mut issues,
+        );
+        check_positive(
+            server.send_timeout,
+            root.key("server").key("send_timeout"),
+            &mut issues,
+        );
     }
     if let Some(ops) = &draft.ops {
         check_positive(

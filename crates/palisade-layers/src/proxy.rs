@@ -27,6 +27,10 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<Upstream>>,
     pub trusted: TrustedProxies,
     pub access_log: bool,
+    /// `server.request_body_timeout`: longest wait for the next request body bytes.
+    pub request_body_timeout: std::time::Duration,
+    /// `server.send_timeout`: longest wait for a client to take more response bytes.
+    pub send_timeout: std::time::Duration,
     pub version: String,
     no_route: RouteMetrics,
 }
@@ -59,6 +63,8 @@ impl Snapshot {
             upstreams,
             trusted: TrustedProxies::new(cfg.server.trusted_proxies.clone()),
             access_log: cfg.log.access_log,
+            request_body_timeout: cfg.server.request_body_timeout.get(),
+            send_timeout: cfg.server.send_timeout.get(),
             version: loaded.version.clone(),
             no_route: metrics.route(NO_ROUTE),
         })

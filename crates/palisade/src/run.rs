@@ -39,6 +39,8 @@ const APPLIED_ON_RELOAD: &[&str] = &[
     "upstreams",
     "routes",
     "server.trusted_proxies",
+    "server.request_body_timeout",
+    "server.send_timeout",
     "log.access_log",
     "ops.ready_check_interval",
     "lifecycle.drain_delay",

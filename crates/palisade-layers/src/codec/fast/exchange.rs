@@ -3,8 +3,8 @@
 //!
 //! While the upstream is thinking, the client connection is watched: a client that closes it
 //! ends the request as 499 at once, and is not counted as an upstream failure. Every wait for
-//! body bytes, from the upstream or into a client that stopped reading, is bounded by the
-//! route's timeout; past it the exchange is cut.
+//! the upstream's body bytes is bounded by the route's timeout, and every wait for a client
+//! that stopped reading by `server.send_timeout`; past either the exchange is cut.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,6 +180,7 @@ pub async fn exchange(
         head_request,
         idempotent,
         close,
+        send_timeout,
         ..
     } = forward;
     let upstream = &route.upstream;
@@ -245,7 +246,8 @@ pub async fn exchange(
         upstream: &mut stream,
         client,
         deadlines,
-        idle: route.timeout,
+        read_idle: route.timeout,
+        send_idle: send_timeout,
     };
     match pass.body(io, head.framing, head.consumed..filled).await {
         Ok(Body { bytes, clean }) => {
@@ -287,12 +289,15 @@ struct Passage<'a> {
     upstream: &'a mut TcpStream,
     client: &'a mut TcpStream,
     deadlines: &'a mut Deadlines,
-    idle: Duration,
+    /// Longest wait for the upstream's next body bytes (the route timeout).
+    read_idle: Duration,
+    /// Longest wait for the client to take more bytes (`server.send_timeout`).
+    send_idle: Duration,
 }
 
 impl Passage<'_> {
     async fn read(&mut self, buf: &mut [u8], sent: u64) -> Result<usize, Cut> {
-        let deadline = Instant::now() + self.idle;
+        let deadline = Instant::now() + self.read_idle;
         match self.deadlines.run(deadline, self.upstream.read(buf)).await {
             Some(Ok(n)) => Ok(n),
             _ => Err(Cut::Upstream(sent)),
@@ -300,7 +305,7 @@ impl Passage<'_> {
     }
 
     async fn write(&mut self, bytes: &[u8], sent: u64) -> Result<(), Cut> {
-        let deadline = Instant::now() + self.idle;
+        let deadline = Instant::now() + self.send_idle;
         match self
             .deadlines
             .run(deadline, self.client.write_all(bytes))

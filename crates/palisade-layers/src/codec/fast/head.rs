@@ -48,6 +48,8 @@ pub struct Forward {
     pub idempotent: bool,
     /// The client asked to close the connection after this exchange.
     pub close: bool,
+    /// Longest wait for the client to take more response bytes.
+    pub send_timeout: std::time::Duration,
 }
 
 const NO_LINE: Line<'static> = Line {
@@ -120,6 +122,7 @@ pub fn request(
         head_request: method == Method::HEAD,
         idempotent,
         close,
+        send_timeout: snap.send_timeout,
     }))
 }
 

@@ -102,7 +102,11 @@ pub async fn handle(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let version = req.version();
     let method = req.method().clone();
-    let body = RequestBody::new(req.into_body(), route.max_request_body, route.timeout);
+    let body = RequestBody::new(
+        req.into_body(),
+        route.max_request_body,
+        snap.request_body_timeout,
+    );
     let request_sent = body.sent_flag();
     let mut outbound = Request::new(body);
     *outbound.method_mut() = method;
