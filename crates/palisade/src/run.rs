@@ -201,14 +201,14 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = cfg.lifecycle.grace_period.get();
-    let builder = Arc::new(server::builder(&cfg.server));
+    let builders = Arc::new(server::builders(&cfg.server));
     let limits = palisade_layers::direct::Limits {
         header_read_timeout: cfg.server.header_read_timeout.get(),
         keepalive_timeout: cfg.server.keepalive_timeout.get(),
     };
     let mut accept = tokio::spawn(server::accept_loop(
         proxy_listener,
-        builder,
+        builders,
         limits,
         cfg.server.direct_path,
         proxy.clone(),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,23 +21,74 @@ use palisade_layers::direct::{self, Ended, Limits, Shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+/// The general codec's connection builders: `auto` picks HTTP/1.1 or h2c by a connection's
+/// first bytes; `h1` serves connections that may only speak HTTP/1 (h2c is off, or the
+/// connection already carried HTTP/1.1 requests on the fast codec).
+pub struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
+    http2: bool,
+}
+
+pub fn builders(cfg: &ServerConfig) -> Builders {
+    // hyper's head timer also runs while a keep-alive connection waits for its next request,
+    // so it serves as the idle bound too: the shorter of the two.
+    let head_timeout = cfg
+        .header_read_timeout
+        .get()
+        .min(cfg.keepalive_timeout.get());
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
         .timer(TokioTimer::new())
-        // hyper's head timer also runs while a keep-alive connection waits for its next
-        // request, so it serves as the idle bound too: the shorter of the two.
-        .header_read_timeout(
-            cfg.header_read_timeout
-                .get()
-                .min(cfg.keepalive_timeout.get()),
-        );
-    builder.http2().timer(TokioTimer::new());
-    if cfg.http2 {
-        builder
-    } else {
-        builder.http1_only()
+        .header_read_timeout(head_timeout)
+        // The fast codec's longest head; a longer one gets 431 on both.
+        .max_buf_size(direct::MAX_HEAD);
+    auto.http2().timer(TokioTimer::new());
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_buf_size(direct::MAX_HEAD);
+    Builders {
+        auto,
+        h1,
+        http2: cfg.http2,
+    }
+}
+
+/// Serves an HTTP/1-only connection until it ends, closing it gracefully (after the request in
+/// flight) once the listener shuts down.
+async fn serve_http1<C>(conn: C, shutdown: &Shutdown, peer: std::net::SocketAddr)
+where
+    C: Future<Output = hyper::Result<()>> + GracefulHttp1,
+{
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown.wait() => {
+            conn.as_mut().shutdown_gracefully();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, %peer, "connection ended with an error");
+    }
+}
+
+/// hyper's HTTP/1 connection with upgrades has a graceful shutdown but no trait for it.
+trait GracefulHttp1 {
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulHttp1 for http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 
@@ -45,7 +97,7 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 /// many connections were still open when the grace period ran out (0 for a clean stop).
 pub async fn accept_loop(
     listener: TcpListener,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     limits: Limits,
     direct_path: bool,
     proxy: Arc<Proxy>,
@@ -70,13 +122,13 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (proxy, builder, shutdown) = (proxy.clone(), builder.clone(), shutdown.clone());
+        let (proxy, builders, shutdown) = (proxy.clone(), builders.clone(), shutdown.clone());
         let watcher = graceful.watcher();
         let open = open.clone();
         open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let ended = if direct_path {
-                direct::serve(proxy.clone(), stream, peer, limits, shutdown).await
+                direct::serve(proxy.clone(), stream, peer, limits, shutdown.clone()).await
             } else {
                 Ended::Handoff(direct::Rewind::new(stream, bytes::Bytes::new()))
             };
@@ -85,19 +137,22 @@ pub async fn accept_loop(
                     let proxy = proxy.clone();
                     async move { Ok::<_, Infallible>(proxy.serve(req, peer).await) }
                 });
-                // A connection that already carried HTTP/1.1 requests stays HTTP/1.
-                let h1_only;
-                let builder = if io.http1_only() {
-                    h1_only = (*builder).clone().http1_only();
-                    &h1_only
+                // A connection that already carried HTTP/1.1 requests stays HTTP/1: its
+                // protocol was decided by its first bytes.
+                if !builders.http2 || io.http1_only() {
+                    let conn = builders
+                        .h1
+                        .serve_connection(TokioIo::new(io), service)
+                        .with_upgrades();
+                    serve_http1(conn, &shutdown, peer).await;
                 } else {
-                    &*builder
-                };
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(io), service)
-                    .into_owned();
-                if let Err(error) = watcher.watch(conn).await {
-                    tracing::debug!(%error, %peer, "connection ended with an error");
+                    let conn = builders
+                        .auto
+                        .serve_connection_with_upgrades(TokioIo::new(io), service)
+                        .into_owned();
+                    if let Err(error) = watcher.watch(conn).await {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
                 }
             }
             open.fetch_sub(1, Ordering::SeqCst);

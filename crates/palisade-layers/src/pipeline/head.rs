@@ -132,7 +132,7 @@ pub enum BadHead {
     InvalidHost,
     #[error("the Host header disagrees with the HTTP/2 :authority")]
     AuthorityMismatch,
-    #[error("the Content-Length is not one non-negative decimal number")]
+    #[error("the Content-Length is not one line with one non-negative decimal number")]
     InvalidContentLength,
     #[error("both Content-Length and Transfer-Encoding")]
     LengthAndTransferEncoding,
@@ -196,15 +196,15 @@ impl<'a> Facts<'a> {
                         }
                     }
                 }
+                // One line, one number: NGINX and hyper refuse lists and repeats, even of
+                // equal values, so the fast codec does too (RFC 9110 §8.6 allows either).
+                Kind::ContentLength if length.is_some() => {
+                    return Err(BadHead::InvalidContentLength);
+                }
                 Kind::ContentLength => {
-                    for value in line.value.split(|b| *b == b',') {
-                        let n = parse_length(value.trim_ascii())
-                            .ok_or(BadHead::InvalidContentLength)?;
-                        if length.is_some_and(|l| l != n) {
-                            return Err(BadHead::InvalidContentLength);
-                        }
-                        length = Some(n);
-                    }
+                    let n = parse_length(line.value.trim_ascii())
+                        .ok_or(BadHead::InvalidContentLength)?;
+                    length = Some(n);
                 }
                 Kind::TransferEncoding => {
                     let last = line.value.rsplit(|b| *b == b',').next().unwrap_or_default();
@@ -406,10 +406,13 @@ mod tests {
             facts_of(v11, None, &all)
         };
         assert_eq!(body(&[("content-length", "5")]), Ok(BodyKind::Length(5)));
-        assert_eq!(body(&[("content-length", "5, 5")]), Ok(BodyKind::Length(5)));
+        assert_eq!(
+            body(&[("content-length", "5, 5")]),
+            Err(BadHead::InvalidContentLength)
+        );
         assert_eq!(
             body(&[("content-length", "5"), ("content-length", "5")]),
-            Ok(BodyKind::Length(5))
+            Err(BadHead::InvalidContentLength)
         );
         assert_eq!(body(&[("content-length", "0")]), Ok(BodyKind::Length(0)));
         for bad in [

@@ -43,7 +43,10 @@ pub use rewind::Rewind;
 
 /// Size of each connection's read buffers; also the longest request head the direct path
 /// takes (a longer one goes to the hyper path, which answers 431 past its own limit).
-const BUF_SIZE: usize = 16 * 1024;
+const BUF_SIZE: usize = MAX_HEAD;
+/// Longest request head either codec takes (the general codec answers 431 past it); NGINX's
+/// default allows 8 KiB per line and 32 KiB in all.
+pub const MAX_HEAD: usize = 16 * 1024;
 /// Longest upstream response head.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
@@ -63,6 +66,17 @@ impl Shutdown {
 
     fn started(&self) -> bool {
         self.started.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once [`Shutdown::begin`] was called, before or after this call.
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        let mut notified = pin!(notified);
+        notified.as_mut().enable();
+        if self.started.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
     }
 }
 
