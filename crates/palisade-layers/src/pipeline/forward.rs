@@ -38,41 +38,58 @@ impl HeaderSink for http::HeaderMap {
     }
 }
 
-/// Writes the upstream request's header lines for an admitted request.
+/// Writes the upstream request's header lines for an admitted request: the client's lines
+/// that [`keeps`] says go on, then the managed ones ([`write_managed`]).
 pub fn write_headers(head: &RequestHead<'_>, a: &Admitted<'_>, sink: &mut impl HeaderSink) {
-    let facts = &a.facts;
-    let fwd = &a.forwarding;
-    let extra = a.route.upstream.extra_headers();
     for line in head.lines {
-        let keep = match line.kind {
-            Kind::Other | Kind::Date | Kind::Traceresponse => {
-                !facts.connection_names(head.lines, line.name)
-                    && !extra
-                        .iter()
-                        .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(line.name))
-            }
-            Kind::Tracestate => a.ctx.record.trace.parent_id.is_some(),
-            Kind::ForwardedProto => fwd.keep_proto,
-            Kind::ForwardedHost => fwd.keep_host,
-            Kind::Forwarded => fwd.trusted,
-            Kind::Upgrade => facts.body == BodyKind::Upgrade,
-            // Written below from the proxy's decisions, or never forwarded.
-            Kind::Host
-            | Kind::Connection
-            | Kind::ContentLength
-            | Kind::TransferEncoding
-            | Kind::Expect
-            | Kind::RequestId
-            | Kind::Traceparent
-            | Kind::ForwardedFor
-            | Kind::RealIp
-            | Kind::HopByHop
-            | Kind::Underscore => false,
-        };
-        if keep {
+        if keeps(head, a, line.kind, line.name) {
             sink.header(line.name, line.value);
         }
     }
+    write_managed(a, sink);
+}
+
+/// Whether a client's header line named `name` (of kind `kind`) goes upstream. It depends on
+/// the name only, never the value, so a codec may apply it to whole header entries.
+pub fn keeps(head: &RequestHead<'_>, a: &Admitted<'_>, kind: Kind, name: &[u8]) -> bool {
+    let facts = &a.facts;
+    let fwd = &a.forwarding;
+    match kind {
+        Kind::Other | Kind::Date | Kind::Traceresponse => {
+            !facts.connection_names(head.lines, name)
+                && !a
+                    .route
+                    .upstream
+                    .extra_headers()
+                    .iter()
+                    .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+        }
+        Kind::Tracestate => a.ctx.record.trace.parent_id.is_some(),
+        Kind::ForwardedProto => fwd.keep_proto,
+        Kind::ForwardedHost => fwd.keep_host,
+        Kind::Forwarded => fwd.trusted,
+        Kind::Upgrade => facts.body == BodyKind::Upgrade,
+        // Written by write_managed from the proxy's decisions, or never forwarded.
+        Kind::Host
+        | Kind::Connection
+        | Kind::ContentLength
+        | Kind::TransferEncoding
+        | Kind::Expect
+        | Kind::RequestId
+        | Kind::Traceparent
+        | Kind::ForwardedFor
+        | Kind::RealIp
+        | Kind::HopByHop
+        | Kind::Underscore => false,
+    }
+}
+
+/// Writes the header lines the proxy manages: host, body framing, request id, trace context,
+/// forwarding headers and the upstream's configured headers.
+pub fn write_managed(a: &Admitted<'_>, sink: &mut impl HeaderSink) {
+    let facts = &a.facts;
+    let fwd = &a.forwarding;
+    let extra = a.route.upstream.extra_headers();
     if let Some(host) = facts.host {
         sink.header(b"host", host.as_bytes());
     }

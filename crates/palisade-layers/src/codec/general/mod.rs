@@ -31,7 +31,10 @@ use exchange::GeneralExchange;
 struct Outbound {
     ctx: RequestCtx,
     route: Arc<Route>,
-    headers: HeaderMap,
+    /// For each of the client's header values, in the header map's order: whether it goes on.
+    keep: Vec<bool>,
+    /// The headers the proxy sets.
+    managed: HeaderMap,
     uri: Uri,
     upgrade: bool,
     idempotent: bool,
@@ -66,8 +69,14 @@ pub async fn handle(
         };
         match pipeline::admit(&head, peer, &snap, proxy.metrics(), Codec::General) {
             Admission::Forward(a) => {
-                let mut headers = HeaderMap::with_capacity(lines.len() + 8);
-                forward::write_headers(&head, &a, &mut headers);
+                // The client's header values are moved, not copied, into the upstream
+                // request below: here only which ones go on is decided, in `lines` order.
+                let keep: Vec<bool> = lines
+                    .iter()
+                    .map(|l| forward::keeps(&head, &a, l.kind, l.name))
+                    .collect();
+                let mut managed = HeaderMap::with_capacity(8);
+                forward::write_managed(&a, &mut managed);
                 match a.target.parse::<Uri>() {
                     Ok(uri) => Ok(Outbound {
                         idempotent: a.idempotent(),
@@ -75,7 +84,8 @@ pub async fn handle(
                         upgrade: a.facts.body == BodyKind::Upgrade,
                         ctx: a.ctx,
                         route: a.route,
-                        headers,
+                        keep,
+                        managed,
                         uri,
                     }),
                     Err(_) => Err((a.ctx, bad_request())),
@@ -93,12 +103,14 @@ pub async fn handle(
     let Outbound {
         ctx,
         route,
-        headers,
+        keep,
+        managed,
         uri,
         upgrade,
         idempotent,
         close,
     } = out;
+    let headers = upstream_headers(std::mem::take(req.headers_mut()), &keep, managed);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let version = req.version();
     let method = req.method().clone();
@@ -173,6 +185,31 @@ pub async fn handle(
         idle: route.timeout,
     };
     respond(ctx, resp, exchanged)
+}
+
+/// The upstream request's headers: the client's values the pipeline keeps, moved in the order
+/// `keep` was decided (the map's own iteration order), then the managed ones.
+fn upstream_headers(client: HeaderMap, keep: &[bool], managed: HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(client.len() + managed.len());
+    let mut name = None;
+    for ((next, value), keep) in client.into_iter().zip(keep) {
+        if next.is_some() {
+            name = next;
+        }
+        if let (true, Some(name)) = (*keep, &name) {
+            headers.append(name.clone(), value);
+        }
+    }
+    let mut name = None;
+    for (next, value) in managed {
+        if next.is_some() {
+            name = next;
+        }
+        if let Some(name) = &name {
+            headers.append(name.clone(), value);
+        }
+    }
+    headers
 }
 
 /// What the response needs from the exchange that brought it.
