@@ -6,7 +6,11 @@
 //! upstream, and those handles cache their series on first use. Label values are bounded: the
 //! route and upstream names come from the config, methods outside the standard nine collapse
 //! into `other`, and statuses into five classes.
+//!
+//! [`Metrics::encode`] renders the page in the [`Format`] the scraper negotiated; see
+//! [`exposition`].
 
+pub mod exposition;
 pub mod names;
 mod route;
 mod upstream;
@@ -22,6 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use exposition::Format;
 pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
 
@@ -63,10 +68,6 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The `Content-Type` of [`Metrics::encode`]'s output.
-    pub const CONTENT_TYPE: &'static str =
-        "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
     /// Builds the registry, registers every family and sets `palisade_build_info{version}` to 1.
     pub fn new(version: &str) -> Arc<Metrics> {
         Self::new_with(version, |_| {})
@@ -248,8 +249,8 @@ impl Metrics {
         self.audit_dropped.inc_by(n);
     }
 
-    /// Renders every metric in the OpenMetrics text format, ending with `# EOF`.
-    pub fn encode(&self) -> String {
+    /// Renders every metric in `format`; serve it with [`Format::content_type`].
+    pub fn encode(&self, format: Format) -> String {
         let mut out = String::with_capacity(16 * 1024);
         if let Err(error) = text::encode(&mut out, &self.registry) {
             // Only a label value's encoder can fail, and ours cannot; never serve half a page.
@@ -257,7 +258,10 @@ impl Metrics {
             out.clear();
             out.push_str("# EOF\n");
         }
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => exposition::to_prometheus_text(&out),
+        }
     }
 }
 
