@@ -1,4 +1,5 @@
-//! The ops listener: probes answer from cached state; metrics parse and count requests.
+//! The ops listener: probes answer from cached state; metrics parse, count requests, report
+//! the process's vital signs and whether the last config reload took.
 
 mod common;
 
@@ -122,4 +123,46 @@ async fn metrics_parse_and_count_requests() {
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+}
+
+/// The value of the unlabelled sample `name` on the page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        let (series, value) = line.split_once(' ')?;
+        (series == name).then(|| value.parse().ok())?
+    })
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn standard_process_metrics_describe_the_gateway_process() {
+    let (_up, gw) = common::start("").await;
+    let page = common::metrics_text(&gw).await;
+    let value =
+        |name: &str| sample(&page, name).unwrap_or_else(|| panic!("{name} missing:\n{page}"));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        started > now - 60.0 && started <= now + 1.0,
+        "started {started}, now {now}"
+    );
+    // The kernel's start time and Palisade's own agree (boot time has whole seconds).
+    assert!((started - value("palisade_process_start_time_seconds")).abs() < 2.0);
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    // The test kit reads the same /proc file for its own RSS figure.
+    let rss = value("process_resident_memory_bytes");
+    assert!(rss > 1e6, "rss {rss}");
+    let kit_rss = gw.rss_kb().expect("test kit reads the RSS") as f64 * 1024.0;
+    assert!(
+        (rss - kit_rss).abs() < 64.0 * 1024.0 * 1024.0,
+        "{rss} vs {kit_rss}"
+    );
+    assert!(value("process_virtual_memory_bytes") >= rss);
+    let (open, max) = (value("process_open_fds"), value("process_max_fds"));
+    // stdio, the two listeners, the runtime's epoll: well above 3, well below the limit.
+    assert!(open >= 5.0 && open < max, "open {open}, max {max}");
 }

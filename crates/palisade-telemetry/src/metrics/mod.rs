@@ -8,10 +8,12 @@
 //! into `other`, and statuses into five classes.
 //!
 //! [`Metrics::encode`] renders the page in the [`Format`] the scraper negotiated; see
-//! [`exposition`].
+//! [`exposition`]. On Linux the standard `process_*` metrics are read at scrape time.
 
 pub mod exposition;
 pub mod names;
+#[cfg(target_os = "linux")]
+mod process;
 mod route;
 mod upstream;
 
@@ -183,6 +185,8 @@ impl Metrics {
             "Audit events lost: queue full, writer stopped or write failed",
             self.audit_dropped.clone(),
         );
+        #[cfg(target_os = "linux")]
+        r.register_collector(Box::new(process::ProcessCollector));
     }
 
     /// The handle a route's service records its requests with. Create it when the config

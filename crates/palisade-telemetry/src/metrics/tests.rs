@@ -165,6 +165,27 @@ fn the_prometheus_page_announces_every_sample_by_name() {
     }
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn standard_process_metrics_are_read_at_scrape_time() {
+    let metrics = Metrics::new("dev");
+    for format in [Format::OpenMetrics, Format::Prometheus] {
+        let page = metrics.encode(format);
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            let value = sample(&page, name).unwrap_or_else(|| panic!("{name} missing:\n{page}"));
+            assert!(value >= 0.0, "{name} = {value}");
+        }
+        assert!(page.contains("# TYPE process_open_fds gauge\n"), "{page}");
+    }
+}
+
 #[test]
 fn in_flight_follows_guards() {
     let metrics = Metrics::new("dev");
