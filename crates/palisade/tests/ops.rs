@@ -133,6 +133,21 @@ fn sample(page: &str, name: &str) -> Option<f64> {
     })
 }
 
+async fn wait_for_sample(gw: &palisade_testkit::gateway::Gateway, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = common::metrics_text(gw).await;
+        if sample(&page, name) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never became {want}:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn standard_process_metrics_describe_the_gateway_process() {
@@ -165,4 +180,24 @@ async fn standard_process_metrics_describe_the_gateway_process() {
     let (open, max) = (value("process_open_fds"), value("process_max_fds"));
     // stdio, the two listeners, the runtime's epoll: well above 3, well below the limit.
     assert!(open >= 5.0 && open < max, "open {open}, max {max}");
+}
+
+#[tokio::test]
+async fn last_reload_success_is_1_at_start_0_after_a_rejected_reload_and_1_again() {
+    let (_up, gw) = common::start("").await;
+    let name = "palisade_config_last_reload_success";
+    assert_eq!(sample(&common::metrics_text(&gw).await, name), Some(1.0));
+
+    let good = std::fs::read_to_string(gw.config_path()).unwrap();
+    std::fs::write(
+        gw.config_path(),
+        good.replace("upstream = \"app\"", "upstream = \"missing\""),
+    )
+    .unwrap();
+    gw.signal("HUP").unwrap();
+    wait_for_sample(&gw, name, 0.0).await;
+
+    std::fs::write(gw.config_path(), good).unwrap();
+    gw.signal("HUP").unwrap();
+    wait_for_sample(&gw, name, 1.0).await;
 }

@@ -65,6 +65,7 @@ pub struct Metrics {
     ready_last_success: F64Gauge,
     config_reloads: Family<ReloadLabels, Counter>,
     config_last_success: F64Gauge,
+    config_last_ok: Gauge,
     audit_events: Counter,
     audit_dropped: Counter,
 }
@@ -91,6 +92,7 @@ impl Metrics {
             ready_last_success: F64Gauge::default(),
             config_reloads: Family::default(),
             config_last_success: F64Gauge::default(),
+            config_last_ok: Gauge::default(),
             audit_events: Counter::default(),
             audit_dropped: Counter::default(),
             registry: Registry::default(),
@@ -113,6 +115,8 @@ impl Metrics {
         for result in ["success", "failure"] {
             let _ = self.config_reloads.get_or_create(&ReloadLabels { result });
         }
+        // The registry is built once the start-up config has loaded; a failed load exits.
+        self.config_last_ok.set(1);
 
         use names::*;
         r.register(
@@ -176,6 +180,11 @@ impl Metrics {
             self.config_last_success.clone(),
         );
         r.register(
+            CONFIG_LAST_RELOAD_SUCCESS,
+            "1 if the last configuration load or reload succeeded, 0 if the last reload was rejected",
+            self.config_last_ok.clone(),
+        );
+        r.register(
             AUDIT_EVENTS,
             "Audit events accepted into the audit queue",
             self.audit_events.clone(),
@@ -231,13 +240,15 @@ impl Metrics {
         }
     }
 
-    /// Counts a configuration reload and, on success, stamps
-    /// `palisade_config_last_reload_success_timestamp_seconds` with the current time.
+    /// Counts a configuration reload, sets `palisade_config_last_reload_success` to 1 or 0
+    /// and, on success, stamps `palisade_config_last_reload_success_timestamp_seconds` with the
+    /// current time.
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.config_reloads
             .get_or_create(&ReloadLabels { result })
             .inc();
+        self.config_last_ok.set(i64::from(ok));
         if ok {
             self.config_last_success.set(unix_now());
         }

@@ -29,6 +29,9 @@ pub const READY: &str = "palisade_ready";
 /// Gauge `palisade_ready_last_success_timestamp_seconds`: Unix time readiness last passed.
 pub const READY_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
     "palisade_ready_last_success_timestamp_seconds";
+/// Gauge `palisade_config_last_reload_success`: 1 if the last configuration load (at start or
+/// on reload) succeeded, 0 if the last reload was rejected.
+pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "palisade_config_last_reload_success";
 /// Counter `palisade_config_reloads_total{result}`: configuration reloads, `result` being
 /// `success` or `failure`.
 pub const CONFIG_RELOADS: &str = "palisade_config_reloads";

@@ -117,6 +117,22 @@ fn process_readiness_reload_and_build_info() {
     assert!(last > 1_700_000_000.0);
 }
 
+#[test]
+fn last_reload_success_is_1_at_start_and_follows_each_reload() {
+    let metrics = Metrics::new("dev");
+    let last = |m: &Metrics| {
+        sample(
+            &m.encode(Format::OpenMetrics),
+            names::CONFIG_LAST_RELOAD_SUCCESS,
+        )
+    };
+    assert_eq!(last(&metrics), Some(1.0));
+    metrics.config_reload(false);
+    assert_eq!(last(&metrics), Some(0.0));
+    metrics.config_reload(true);
+    assert_eq!(last(&metrics), Some(1.0));
+}
+
 /// The Prometheus 0.0.4 page: every sample belongs to a family announced by `# HELP` and
 /// `# TYPE` lines under the sample's own name (or its histogram base), as promtool expects.
 #[test]
@@ -249,6 +265,7 @@ fn every_name_is_registered_with_its_type() {
         (names::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, "gauge"),
         (names::AUDIT_EVENTS, "counter"),
         (names::AUDIT_EVENTS_DROPPED, "counter"),
+        (names::CONFIG_LAST_RELOAD_SUCCESS, "gauge"),
     ];
     for (name, kind) in expected {
         let line = format!("# TYPE {name} {kind}\n");
