@@ -66,6 +66,7 @@ pub struct Metrics {
     config_reloads: Family<ReloadLabels, Counter>,
     config_last_success: F64Gauge,
     config_last_ok: Gauge,
+    connection_panics: Counter,
     audit_events: Counter,
     audit_dropped: Counter,
 }
@@ -93,6 +94,7 @@ impl Metrics {
             config_reloads: Family::default(),
             config_last_success: F64Gauge::default(),
             config_last_ok: Gauge::default(),
+            connection_panics: Counter::default(),
             audit_events: Counter::default(),
             audit_dropped: Counter::default(),
             registry: Registry::default(),
@@ -185,6 +187,11 @@ impl Metrics {
             self.config_last_ok.clone(),
         );
         r.register(
+            CONNECTION_PANICS,
+            "Connection tasks that panicked; each such connection was closed",
+            self.connection_panics.clone(),
+        );
+        r.register(
             AUDIT_EVENTS,
             "Audit events accepted into the audit queue",
             self.audit_events.clone(),
@@ -252,6 +259,11 @@ impl Metrics {
         if ok {
             self.config_last_success.set(unix_now());
         }
+    }
+
+    /// Counts a connection task that panicked (`palisade_connection_panics_total`).
+    pub fn connection_panic(&self) {
+        self.connection_panics.inc();
     }
 
     /// Counts an audit event accepted into the queue.

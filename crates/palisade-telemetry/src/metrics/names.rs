@@ -44,6 +44,10 @@ pub const AUDIT_EVENTS: &str = "palisade_audit_events";
 /// Counter `palisade_audit_events_dropped_total`: audit events lost, because the queue was full,
 /// the writer had stopped, or writing them failed.
 pub const AUDIT_EVENTS_DROPPED: &str = "palisade_audit_events_dropped";
+/// Counter `palisade_connection_panics_total`: connection tasks that panicked; each such
+/// connection was closed and the process kept serving.
+pub const CONNECTION_PANICS: &str = "palisade_connection_panics";
+
 /// The standard process metrics, named as every Prometheus client library names them (no
 /// `palisade_` prefix) so stock dashboards find them. Read from `/proc/self` at scrape time,
 /// on Linux only.

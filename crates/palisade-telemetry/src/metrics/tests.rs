@@ -133,6 +133,20 @@ fn last_reload_success_is_1_at_start_and_follows_each_reload() {
     assert_eq!(last(&metrics), Some(1.0));
 }
 
+#[test]
+fn connection_panics_are_counted() {
+    let metrics = Metrics::new("dev");
+    let count = |m: &Metrics| {
+        sample(
+            &m.encode(Format::OpenMetrics),
+            "palisade_connection_panics_total",
+        )
+    };
+    assert_eq!(count(&metrics), Some(0.0));
+    metrics.connection_panic();
+    assert_eq!(count(&metrics), Some(1.0));
+}
+
 /// The Prometheus 0.0.4 page: every sample belongs to a family announced by `# HELP` and
 /// `# TYPE` lines under the sample's own name (or its histogram base), as promtool expects.
 #[test]
@@ -266,6 +280,7 @@ fn every_name_is_registered_with_its_type() {
         (names::AUDIT_EVENTS, "counter"),
         (names::AUDIT_EVENTS_DROPPED, "counter"),
         (names::CONFIG_LAST_RELOAD_SUCCESS, "gauge"),
+        (names::CONNECTION_PANICS, "counter"),
     ];
     for (name, kind) in expected {
         let line = format!("# TYPE {name} {kind}\n");
