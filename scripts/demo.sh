@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
 # The quickstart: builds Palisade and the sample upstream, starts the sample service on
 # 127.0.0.1:3000 and Palisade in front of it on the built-in example config (proxy :8080,
-# ops :9090; no Redis, no database). Ctrl-C stops both.
+# ops :9090; no Redis, no database). Ctrl-C (or SIGTERM to this script) stops Palisade the way
+# a deployment would, lets it drain and finish the requests in flight, and only then stops
+# the sample service they are waiting on. A second Ctrl-C cuts Palisade's drain short.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --quiet -p palisade -p palisade-testkit --bin palisade --bin palisade-upstream
+
+# Each child gets a process group of its own (set -m), so the terminal's Ctrl-C reaches only
+# this script, which decides the order. Processes are stopped by PID only.
+PALISADE_PID=
+set -m
 ./target/debug/palisade-upstream --listen 127.0.0.1:3000 &
 UPSTREAM_PID=$!
-trap 'kill "$UPSTREAM_PID" 2>/dev/null || true; wait "$UPSTREAM_PID" 2>/dev/null || true' EXIT
+set +m
+
+# On any exit: Palisade first (if it still runs), then the sample service.
+stop_all() {
+  if [[ -n "$PALISADE_PID" ]] && kill -0 "$PALISADE_PID" 2>/dev/null; then
+    kill -TERM "$PALISADE_PID" 2>/dev/null || true
+    wait "$PALISADE_PID" 2>/dev/null || true
+  fi
+  kill -TERM "$UPSTREAM_PID" 2>/dev/null || true
+  wait "$UPSTREAM_PID" 2>/dev/null || true
+}
+trap stop_all EXIT
 
 cat <<'TXT'
 
@@ -20,7 +38,23 @@ Palisade is starting in front of a sample service. In another terminal, try:
   curl -s localhost:9090/ready; curl -s localhost:9090/health
   curl -s localhost:9090/metrics | grep palisade_http_requests_total
 
-Ctrl-C drains and stops it (drain delay 5s, then in-flight requests finish).
+Ctrl-C stops Palisade gracefully (drain delay 5s, then in-flight requests finish), then the
+sample service. A second Ctrl-C skips the rest of the drain.
 
 TXT
-PALISADE_LOG__FORMAT=${PALISADE_LOG__FORMAT:-pretty} ./target/debug/palisade run
+set -m
+PALISADE_LOG__FORMAT=${PALISADE_LOG__FORMAT:-pretty} ./target/debug/palisade run &
+PALISADE_PID=$!
+set +m
+
+# Pass Ctrl-C / SIGTERM on to Palisade alone; the sample service keeps answering meanwhile.
+trap 'kill -INT "$PALISADE_PID" 2>/dev/null || true' INT
+trap 'kill -TERM "$PALISADE_PID" 2>/dev/null || true' TERM
+
+# `wait` returns early whenever a trapped signal arrives: keep waiting until Palisade exits.
+while :; do
+  wait "$PALISADE_PID" && status=0 || status=$?
+  kill -0 "$PALISADE_PID" 2>/dev/null || break
+done
+PALISADE_PID=
+exit "$status"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) that Palisade's
 # tests use are running: starts them when installed but stopped, installs them from Debian's
-# packages when missing (needs root). Idempotent; safe to run on every test run.
+# packages when missing (needs root). Also installs promtool, which the metrics tests pipe
+# /metrics into. Idempotent; safe to run on every test run.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -13,6 +14,22 @@ apt_install() {
   [[ -n "${APT_UPDATED:-}" ]] || { apt-get update -qq; APT_UPDATED=1; }
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
+
+# promtool ships in Debian's `prometheus` package, whose install would also start a Prometheus
+# server (init script). Take only the promtool binary out of the package instead.
+install_promtool() {
+  [[ $(id -u) == 0 ]] || { echo "services.sh: need root to install promtool" >&2; return 1; }
+  [[ -n "${APT_UPDATED:-}" ]] || { apt-get update -qq; APT_UPDATED=1; }
+  local dir
+  dir=$(mktemp -d)
+  chown _apt "$dir" 2>/dev/null || true # apt downloads as the _apt user when it can
+  (cd "$dir" && apt-get download -qq prometheus)
+  dpkg-deb --fsys-tarfile "$dir"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$dir/promtool"
+  install -m 755 "$dir/promtool" /usr/local/bin/promtool
+  rm -rf "$dir"
+}
+have promtool || install_promtool
+promtool --version >/dev/null || { echo "services.sh: promtool does not run" >&2; exit 1; }
 
 if ! redis_up; then
   have redis-server || apt_install redis-server redis-tools
@@ -29,4 +46,4 @@ if ! pg_up; then
   for _ in $(seq 100); do pg_up && break; sleep 0.1; done
 fi
 pg_up || { echo "services.sh: PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
-echo "services: redis and postgresql are up"
+echo "services: redis and postgresql are up; promtool is installed"

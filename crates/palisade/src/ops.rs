@@ -7,11 +7,11 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use palisade_layers::Proxy;
-use palisade_telemetry::metrics::Metrics;
+use palisade_telemetry::metrics::{Format, Metrics};
 use serde_json::json;
 
 use crate::readiness::Readiness;
@@ -91,11 +91,23 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
+/// The metrics page in the format the scraper's `Accept` header asks for: OpenMetrics for
+/// Prometheus, the Prometheus text format 0.0.4 for everything else (`promtool`, `curl`).
+async fn metrics(State(state): State<Arc<OpsState>>, headers: HeaderMap) -> Response {
+    // Several `Accept` lines mean the same as one joined with commas.
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let format = Format::negotiate((!accept.is_empty()).then(|| accept.join(",")).as_deref());
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
-        state.metrics.encode(),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "accept"),
+        ],
+        state.metrics.encode(format),
     )
         .into_response()
 }

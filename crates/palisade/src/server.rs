@@ -3,13 +3,19 @@
 //!
 //! Each connection starts on the direct HTTP/1.1 path ([`palisade_layers::direct`]); when a
 //! request needs more (a body, an upgrade, h2c...), the connection continues on hyper with the
-//! bytes already read put back.
+//! bytes already read put back. Every connection task runs in a [`TaskTracker`], so shutdown
+//! waits for exactly the tasks still alive, and under [`guarded`], so a panic closes that one
+//! connection, is logged and counted, and never holds shutdown up.
 
+use std::any::Any;
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,6 +26,7 @@ use palisade_layers::Proxy;
 use palisade_layers::direct::{self, Ended, Limits, Shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// The general codec's connection builders: `auto` picks HTTP/1.1 or h2c by a connection's
 /// first bytes; `h1` serves connections that may only speak HTTP/1 (h2c is off, or the
@@ -57,7 +64,7 @@ pub fn builders(cfg: &ServerConfig) -> Builders {
 
 /// Serves an HTTP/1-only connection until it ends, closing it gracefully (after the request in
 /// flight) once the listener shuts down.
-async fn serve_http1<C>(conn: C, shutdown: &Shutdown, peer: std::net::SocketAddr)
+async fn serve_http1<C>(conn: C, shutdown: &Shutdown, peer: SocketAddr)
 where
     C: Future<Output = hyper::Result<()>> + GracefulHttp1,
 {
@@ -106,7 +113,7 @@ pub async fn accept_loop(
 ) -> usize {
     let graceful = GracefulShutdown::new();
     let shutdown = Arc::new(Shutdown::default());
-    let open = Arc::new(AtomicUsize::new(0));
+    let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -124,9 +131,8 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let (proxy, builders, shutdown) = (proxy.clone(), builders.clone(), shutdown.clone());
         let watcher = graceful.watcher();
-        let open = open.clone();
-        open.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
+        let on_panic = proxy.clone();
+        connections.spawn(guarded(on_panic, peer, async move {
             let ended = if direct_path {
                 direct::serve(proxy.clone(), stream, peer, limits, shutdown.clone()).await
             } else {
@@ -155,24 +161,125 @@ pub async fn accept_loop(
                     }
                 }
             }
-            open.fetch_sub(1, Ordering::SeqCst);
-        });
+        }));
     }
     drop(listener);
+    connections.close();
     tracing::info!(
-        open_connections = open.load(Ordering::SeqCst),
+        open_connections = connections.len(),
         grace_ms = grace.as_millis() as u64,
         "stopped accepting; letting in-flight requests finish"
     );
     shutdown.begin();
     let all_closed = async {
         graceful.shutdown().await;
-        while open.load(Ordering::SeqCst) > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        connections.wait().await;
     };
     match tokio::time::timeout(grace, all_closed).await {
         Ok(()) => 0,
-        Err(_) => open.load(Ordering::SeqCst).max(1),
+        Err(_) => connections.len().max(1),
+    }
+}
+
+/// `connection` with its panics caught: a panic ends only this connection (its socket is
+/// dropped), is logged with the peer and counted in `palisade_connection_panics_total`. The
+/// task then ends normally, so the tracker does not wait for it and the runtime does not print
+/// the panic a second time as an aborted task.
+fn guarded(
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    connection: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    // Unwind safety: a panicking connection's own state is dropped with it. What it shares
+    // with other connections is atomics, `ArcSwap`, and two kinds of std `Mutex` (a pool's idle
+    // queues, the access-log batch) held only for a push or a pop, whose users take a poisoned
+    // lock as "nothing there" rather than panicking in turn.
+    AssertUnwindSafe(connection)
+        .catch_unwind()
+        .map(move |result| {
+            if let Err(payload) = result {
+                proxy.metrics().connection_panic();
+                tracing::error!(
+                    %peer,
+                    panic = panic_message(payload.as_ref()),
+                    "a connection task panicked; its connection was closed"
+                );
+            }
+        })
+}
+
+/// The message of a panic payload, as `panic!` formats it.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic payload that is not a string)")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use palisade_layers::Snapshot;
+    use palisade_telemetry::metrics::{Format, Metrics};
+
+    use super::*;
+
+    const CONFIG: &str = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:9"]
+[[routes]]
+name = "api"
+path = "/"
+upstream = "app"
+"#;
+
+    fn proxy() -> Arc<Proxy> {
+        let loaded = palisade_config::load_str("t.toml", CONFIG, &[]).expect("valid config");
+        let metrics = Metrics::new("test");
+        let registry = Arc::new(palisade_layers::EndpointRegistry::default());
+        let snapshot = Snapshot::build(&loaded, &metrics, &registry).expect("snapshot");
+        Proxy::new(snapshot, metrics, registry)
+    }
+
+    fn panics_counted(proxy: &Proxy) -> bool {
+        proxy
+            .metrics()
+            .encode(Format::Prometheus)
+            .lines()
+            .any(|l| l == "palisade_connection_panics_total 1")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_is_counted_and_does_not_hold_up_shutdown() {
+        let proxy = proxy();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        let tracker = TaskTracker::new();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        tracker.spawn(guarded(proxy.clone(), peer, async move {
+            let _ = released.await;
+            panic!("bug in a connection");
+        }));
+        tracker.spawn(guarded(proxy.clone(), peer, async {}));
+        tracker.close();
+        assert!(!panics_counted(&proxy));
+
+        release.send(()).unwrap();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+            .await
+            .expect("the tracker finishes although a task panicked");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(tracker.is_empty());
+        assert!(panics_counted(&proxy));
+    }
+
+    #[test]
+    fn panic_messages_of_both_payload_kinds() {
+        let text = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(panic_message(text.as_ref()), "plain");
+        let formatted = std::panic::catch_unwind(|| panic!("{}", 42)).unwrap_err();
+        assert_eq!(panic_message(formatted.as_ref()), "42");
     }
 }

@@ -1,4 +1,5 @@
-//! The ops listener: probes answer from cached state; metrics parse and count requests.
+//! The ops listener: probes answer from cached state; metrics parse, count requests, report
+//! the process's vital signs and whether the last config reload took.
 
 mod common;
 
@@ -76,15 +77,13 @@ async fn metrics_parse_and_count_requests() {
         resp.bytes().await.unwrap();
     }
 
+    // No `Accept` header: the Prometheus text format (metrics_format.rs covers negotiation).
     let resp = client.get(gw.ops_url("/metrics")).send().await.unwrap();
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
     );
     let text = resp.text().await.unwrap();
-    assert!(text.ends_with("# EOF\n"));
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
         .expect("metrics parse");
     let value = |name: &str, labels: &[(&str, &str)]| {
@@ -124,4 +123,81 @@ async fn metrics_parse_and_count_requests() {
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+}
+
+/// The value of the unlabelled sample `name` on the page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        let (series, value) = line.split_once(' ')?;
+        (series == name).then(|| value.parse().ok())?
+    })
+}
+
+async fn wait_for_sample(gw: &palisade_testkit::gateway::Gateway, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = common::metrics_text(gw).await;
+        if sample(&page, name) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never became {want}:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn standard_process_metrics_describe_the_gateway_process() {
+    let (_up, gw) = common::start(common::Codec::Fast, "").await;
+    let page = common::metrics_text(&gw).await;
+    let value =
+        |name: &str| sample(&page, name).unwrap_or_else(|| panic!("{name} missing:\n{page}"));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        started > now - 60.0 && started <= now + 1.0,
+        "started {started}, now {now}"
+    );
+    // The kernel's start time and Palisade's own agree (boot time has whole seconds).
+    assert!((started - value("palisade_process_start_time_seconds")).abs() < 2.0);
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    // The test kit reads the same /proc file for its own RSS figure.
+    let rss = value("process_resident_memory_bytes");
+    assert!(rss > 1e6, "rss {rss}");
+    let kit_rss = gw.rss_kb().expect("test kit reads the RSS") as f64 * 1024.0;
+    assert!(
+        (rss - kit_rss).abs() < 64.0 * 1024.0 * 1024.0,
+        "{rss} vs {kit_rss}"
+    );
+    assert!(value("process_virtual_memory_bytes") >= rss);
+    let (open, max) = (value("process_open_fds"), value("process_max_fds"));
+    // stdio, the two listeners, the runtime's epoll: well above 3, well below the limit.
+    assert!(open >= 5.0 && open < max, "open {open}, max {max}");
+}
+
+#[tokio::test]
+async fn last_reload_success_is_1_at_start_0_after_a_rejected_reload_and_1_again() {
+    let (_up, gw) = common::start(common::Codec::Fast, "").await;
+    let name = "palisade_config_last_reload_success";
+    assert_eq!(sample(&common::metrics_text(&gw).await, name), Some(1.0));
+
+    let good = std::fs::read_to_string(gw.config_path()).unwrap();
+    std::fs::write(
+        gw.config_path(),
+        good.replace("upstream = \"app\"", "upstream = \"missing\""),
+    )
+    .unwrap();
+    gw.signal("HUP").unwrap();
+    wait_for_sample(&gw, name, 0.0).await;
+
+    std::fs::write(gw.config_path(), good).unwrap();
+    gw.signal("HUP").unwrap();
+    wait_for_sample(&gw, name, 1.0).await;
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use palisade_config::{AuditConfig, AuditSinkKind};
 use serde_json::json;
 
+use crate::metrics::Format;
+
 use super::*;
 
 /// A fresh path in the system temp dir, unique to this test process and name.
@@ -36,10 +38,13 @@ fn read_lines(path: &Path) -> Vec<serde_json::Value> {
 }
 
 fn sample(metrics: &Metrics, series: &str) -> Option<String> {
-    metrics.encode().lines().find_map(|line| {
-        let (name, value) = line.rsplit_once(' ')?;
-        (name == series).then(|| value.to_owned())
-    })
+    metrics
+        .encode(Format::OpenMetrics)
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.to_owned())
+        })
 }
 
 #[tokio::test]

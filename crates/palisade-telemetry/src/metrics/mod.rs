@@ -6,8 +6,14 @@
 //! upstream, and those handles cache their series on first use. Label values are bounded: the
 //! route and upstream names come from the config, methods outside the standard nine collapse
 //! into `other`, and statuses into five classes.
+//!
+//! [`Metrics::encode`] renders the page in the [`Format`] the scraper negotiated; see
+//! [`exposition`]. On Linux the standard `process_*` metrics are read at scrape time.
 
+pub mod exposition;
 pub mod names;
+#[cfg(target_os = "linux")]
+mod process;
 mod route;
 mod upstream;
 
@@ -22,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use exposition::Format;
 pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
 
@@ -59,15 +66,13 @@ pub struct Metrics {
     ready_last_success: F64Gauge,
     config_reloads: Family<ReloadLabels, Counter>,
     config_last_success: F64Gauge,
+    config_last_ok: Gauge,
+    connection_panics: Counter,
     audit_events: Counter,
     audit_dropped: Counter,
 }
 
 impl Metrics {
-    /// The `Content-Type` of [`Metrics::encode`]'s output.
-    pub const CONTENT_TYPE: &'static str =
-        "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
     /// Builds the registry, registers every family and sets `palisade_build_info{version}` to 1.
     pub fn new(version: &str) -> Arc<Metrics> {
         Self::new_with(version, |_| {})
@@ -90,6 +95,8 @@ impl Metrics {
             ready_last_success: F64Gauge::default(),
             config_reloads: Family::default(),
             config_last_success: F64Gauge::default(),
+            config_last_ok: Gauge::default(),
+            connection_panics: Counter::default(),
             audit_events: Counter::default(),
             audit_dropped: Counter::default(),
             registry: Registry::default(),
@@ -112,6 +119,8 @@ impl Metrics {
         for result in ["success", "failure"] {
             let _ = self.config_reloads.get_or_create(&ReloadLabels { result });
         }
+        // The registry is built once the start-up config has loaded; a failed load exits.
+        self.config_last_ok.set(1);
 
         use names::*;
         r.register(
@@ -180,6 +189,16 @@ impl Metrics {
             self.config_last_success.clone(),
         );
         r.register(
+            CONFIG_LAST_RELOAD_SUCCESS,
+            "1 if the last configuration load or reload succeeded, 0 if the last reload was rejected",
+            self.config_last_ok.clone(),
+        );
+        r.register(
+            CONNECTION_PANICS,
+            "Connection tasks that panicked; each such connection was closed",
+            self.connection_panics.clone(),
+        );
+        r.register(
             AUDIT_EVENTS,
             "Audit events accepted into the audit queue",
             self.audit_events.clone(),
@@ -189,6 +208,8 @@ impl Metrics {
             "Audit events lost: queue full, writer stopped or write failed",
             self.audit_dropped.clone(),
         );
+        #[cfg(target_os = "linux")]
+        r.register_collector(Box::new(process::ProcessCollector));
     }
 
     /// The handle a route's service records its requests with. Create it when the config
@@ -237,16 +258,23 @@ impl Metrics {
         }
     }
 
-    /// Counts a configuration reload and, on success, stamps
-    /// `palisade_config_last_reload_success_timestamp_seconds` with the current time.
+    /// Counts a configuration reload, sets `palisade_config_last_reload_success` to 1 or 0
+    /// and, on success, stamps `palisade_config_last_reload_success_timestamp_seconds` with the
+    /// current time.
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.config_reloads
             .get_or_create(&ReloadLabels { result })
             .inc();
+        self.config_last_ok.set(i64::from(ok));
         if ok {
             self.config_last_success.set(unix_now());
         }
+    }
+
+    /// Counts a connection task that panicked (`palisade_connection_panics_total`).
+    pub fn connection_panic(&self) {
+        self.connection_panics.inc();
     }
 
     /// Counts an audit event accepted into the queue.
@@ -259,8 +287,8 @@ impl Metrics {
         self.audit_dropped.inc_by(n);
     }
 
-    /// Renders every metric in the OpenMetrics text format, ending with `# EOF`.
-    pub fn encode(&self) -> String {
+    /// Renders every metric in `format`; serve it with [`Format::content_type`].
+    pub fn encode(&self, format: Format) -> String {
         let mut out = String::with_capacity(16 * 1024);
         if let Err(error) = text::encode(&mut out, &self.registry) {
             // Only a label value's encoder can fail, and ours cannot; never serve half a page.
@@ -268,7 +296,10 @@ impl Metrics {
             out.clear();
             out.push_str("# EOF\n");
         }
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => exposition::to_prometheus_text(&out),
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! Every metric name Palisade exports, in one place so they can be grepped.
 //!
-//! Names follow `palisade_<area>_<name>_<unit>`. The registry appends `_total` to counters when
-//! it renders them, so a counter's constant holds the name *without* `_total`; each constant's
-//! doc says the series name that appears on `/metrics`. `docs/metrics.md` describes each metric
-//! and its labels.
+//! Palisade's own names follow `palisade_<area>_<name>_<unit>`; [`standard`] holds the few that
+//! every Prometheus client library exports under the same name. The registry appends `_total`
+//! to counters when it renders them, so a counter's constant holds the name *without* `_total`;
+//! each constant's doc says the series name that appears on `/metrics`. `docs/metrics.md`
+//! describes each metric and its labels.
 
 /// Counter `palisade_http_requests_total{route,method,status_class}`: requests answered.
 pub const HTTP_REQUESTS: &str = "palisade_http_requests";
@@ -31,6 +32,9 @@ pub const READY: &str = "palisade_ready";
 /// Gauge `palisade_ready_last_success_timestamp_seconds`: Unix time readiness last passed.
 pub const READY_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
     "palisade_ready_last_success_timestamp_seconds";
+/// Gauge `palisade_config_last_reload_success`: 1 if the last configuration load (at start or
+/// on reload) succeeded, 0 if the last reload was rejected.
+pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "palisade_config_last_reload_success";
 /// Counter `palisade_config_reloads_total{result}`: configuration reloads, `result` being
 /// `success` or `failure`.
 pub const CONFIG_RELOADS: &str = "palisade_config_reloads";
@@ -43,3 +47,24 @@ pub const AUDIT_EVENTS: &str = "palisade_audit_events";
 /// Counter `palisade_audit_events_dropped_total`: audit events lost, because the queue was full,
 /// the writer had stopped, or writing them failed.
 pub const AUDIT_EVENTS_DROPPED: &str = "palisade_audit_events_dropped";
+/// Counter `palisade_connection_panics_total`: connection tasks that panicked; each such
+/// connection was closed and the process kept serving.
+pub const CONNECTION_PANICS: &str = "palisade_connection_panics";
+
+/// The standard process metrics, named as every Prometheus client library names them (no
+/// `palisade_` prefix) so stock dashboards find them. Read from `/proc/self` at scrape time,
+/// on Linux only.
+pub mod standard {
+    /// Counter `process_cpu_seconds_total`: user and system CPU time spent.
+    pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds";
+    /// Gauge `process_resident_memory_bytes`: resident memory size.
+    pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+    /// Gauge `process_virtual_memory_bytes`: virtual memory size.
+    pub const PROCESS_VIRTUAL_MEMORY_BYTES: &str = "process_virtual_memory_bytes";
+    /// Gauge `process_open_fds`: open file descriptors.
+    pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+    /// Gauge `process_max_fds`: the soft limit on open file descriptors.
+    pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+    /// Gauge `process_start_time_seconds`: Unix time the process started, as the kernel has it.
+    pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
+}

@@ -22,7 +22,7 @@ fn a_request_appears_as_counter_and_histogram() {
     let api = metrics.route("api");
     api.observe(&Method::GET, 200, Duration::from_millis(3));
 
-    let page = metrics.encode();
+    let page = metrics.encode(Format::OpenMetrics);
     let labels = r#"{route="api",method="GET",status_class="2xx"}"#;
     assert_eq!(
         sample(&page, &format!("palisade_http_requests_total{labels}")),
@@ -44,7 +44,11 @@ fn a_request_appears_as_counter_and_histogram() {
 fn series_appear_only_once_used_and_handles_share_them() {
     let metrics = Metrics::new("dev");
     let first = metrics.route("api");
-    assert!(!metrics.encode().contains(r#"route="api""#));
+    assert!(
+        !metrics
+            .encode(Format::OpenMetrics)
+            .contains(r#"route="api""#)
+    );
 
     first.observe(&Method::POST, 503, Duration::from_millis(1));
     // A handle built for the next config snapshot adds to the same series.
@@ -56,7 +60,7 @@ fn series_appear_only_once_used_and_handles_share_them() {
         .route(NO_ROUTE)
         .observe(&custom, 404, Duration::ZERO);
 
-    let page = metrics.encode();
+    let page = metrics.encode(Format::OpenMetrics);
     let api = r#"palisade_http_requests_total{route="api",method="POST",status_class="5xx"}"#;
     assert_eq!(sample(&page, api), Some(2.0));
     let none = r#"palisade_http_requests_total{route="none",method="other",status_class="4xx"}"#;
@@ -75,7 +79,7 @@ fn process_readiness_reload_and_build_info() {
     metrics.config_reload(false);
     metrics.config_reload(false);
 
-    let page = metrics.encode();
+    let page = metrics.encode(Format::OpenMetrics);
     assert_eq!(
         sample(&page, r#"palisade_build_info{version="0.1.0"}"#),
         Some(1.0)
@@ -114,18 +118,123 @@ fn process_readiness_reload_and_build_info() {
 }
 
 #[test]
+fn last_reload_success_is_1_at_start_and_follows_each_reload() {
+    let metrics = Metrics::new("dev");
+    let last = |m: &Metrics| {
+        sample(
+            &m.encode(Format::OpenMetrics),
+            names::CONFIG_LAST_RELOAD_SUCCESS,
+        )
+    };
+    assert_eq!(last(&metrics), Some(1.0));
+    metrics.config_reload(false);
+    assert_eq!(last(&metrics), Some(0.0));
+    metrics.config_reload(true);
+    assert_eq!(last(&metrics), Some(1.0));
+}
+
+#[test]
+fn connection_panics_are_counted() {
+    let metrics = Metrics::new("dev");
+    let count = |m: &Metrics| {
+        sample(
+            &m.encode(Format::OpenMetrics),
+            "palisade_connection_panics_total",
+        )
+    };
+    assert_eq!(count(&metrics), Some(0.0));
+    metrics.connection_panic();
+    assert_eq!(count(&metrics), Some(1.0));
+}
+
+/// The Prometheus 0.0.4 page: every sample belongs to a family announced by `# HELP` and
+/// `# TYPE` lines under the sample's own name (or its histogram base), as promtool expects.
+#[test]
+fn the_prometheus_page_announces_every_sample_by_name() {
+    let metrics = Metrics::new("dev");
+    metrics
+        .route("api")
+        .observe(&Method::GET, 200, Duration::from_millis(2));
+    metrics.upstream("users").error(UpstreamErrorKind::Timeout);
+    let page = metrics.encode(Format::Prometheus);
+    assert!(
+        !page.contains("# EOF") && !page.contains("# UNIT"),
+        "{page}"
+    );
+    assert!(
+        page.contains("# TYPE palisade_http_requests_total counter\n"),
+        "{page}"
+    );
+    let mut helped = std::collections::HashSet::new();
+    let mut typed = std::collections::HashMap::new();
+    for line in page.lines() {
+        let mut words = line.splitn(4, ' ');
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("#"), Some("HELP"), Some(name), Some(_)) => {
+                helped.insert(name.to_owned());
+            }
+            (Some("#"), Some("TYPE"), Some(name), Some(kind)) => {
+                typed.insert(name.to_owned(), kind.to_owned());
+            }
+            _ => {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let family = match ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                {
+                    Some(base) if typed.get(base).map(String::as_str) == Some("histogram") => base,
+                    _ => name,
+                };
+                assert!(helped.contains(family), "{name} has no help:\n{page}");
+                assert!(typed.contains_key(family), "{name} has no type:\n{page}");
+            }
+        }
+    }
+    for (name, kind) in &typed {
+        assert_eq!(kind == "counter", name.ends_with("_total"), "{name} {kind}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn standard_process_metrics_are_read_at_scrape_time() {
+    let metrics = Metrics::new("dev");
+    for format in [Format::OpenMetrics, Format::Prometheus] {
+        let page = metrics.encode(format);
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            let value = sample(&page, name).unwrap_or_else(|| panic!("{name} missing:\n{page}"));
+            assert!(value >= 0.0, "{name} = {value}");
+        }
+        assert!(page.contains("# TYPE process_open_fds gauge\n"), "{page}");
+    }
+}
+
+#[test]
 fn in_flight_follows_guards() {
     let metrics = Metrics::new("dev");
     let a = metrics.in_flight();
     let b = metrics.in_flight();
     assert_eq!(
-        sample(&metrics.encode(), "palisade_http_requests_in_flight"),
+        sample(
+            &metrics.encode(Format::OpenMetrics),
+            "palisade_http_requests_in_flight"
+        ),
         Some(2.0)
     );
     drop(a);
     drop(b);
     assert_eq!(
-        sample(&metrics.encode(), "palisade_http_requests_in_flight"),
+        sample(
+            &metrics.encode(Format::OpenMetrics),
+            "palisade_http_requests_in_flight"
+        ),
         Some(0.0)
     );
 }
@@ -138,7 +247,7 @@ fn upstream_errors_by_kind() {
     users.error(UpstreamErrorKind::Timeout);
     users.error(UpstreamErrorKind::Connect);
 
-    let page = metrics.encode();
+    let page = metrics.encode(Format::OpenMetrics);
     let timeout = r#"palisade_upstream_request_errors_total{upstream="users",kind="timeout"}"#;
     assert_eq!(sample(&page, timeout), Some(2.0));
     let connect = r#"palisade_upstream_request_errors_total{upstream="users",kind="connect"}"#;
@@ -154,7 +263,7 @@ fn every_name_is_registered_with_its_type() {
         .route("api")
         .observe(&Method::GET, 200, Duration::ZERO);
     metrics.upstream("users").error(UpstreamErrorKind::Other);
-    let page = metrics.encode();
+    let page = metrics.encode(Format::OpenMetrics);
     let expected = [
         (names::HTTP_REQUESTS, "counter"),
         (names::HTTP_REQUEST_DURATION_SECONDS, "histogram"),
@@ -170,6 +279,8 @@ fn every_name_is_registered_with_its_type() {
         (names::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS, "gauge"),
         (names::AUDIT_EVENTS, "counter"),
         (names::AUDIT_EVENTS_DROPPED, "counter"),
+        (names::CONFIG_LAST_RELOAD_SUCCESS, "gauge"),
+        (names::CONNECTION_PANICS, "counter"),
     ];
     for (name, kind) in expected {
         let line = format!("# TYPE {name} {kind}\n");
@@ -186,7 +297,10 @@ fn extra_metrics_can_be_registered() {
     });
     extra.inc();
     assert_eq!(
-        sample(&metrics.encode(), "palisade_test_things_total"),
+        sample(
+            &metrics.encode(Format::OpenMetrics),
+            "palisade_test_things_total"
+        ),
         Some(1.0)
     );
 }
