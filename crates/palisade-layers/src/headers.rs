@@ -17,17 +17,22 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers. `Upgrade` is removed too unless `keep_upgrade` (a WebSocket
 /// handshake passes `Connection: upgrade` and `Upgrade` through on purpose).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(named) = headers.get(header::CONNECTION).cloned()
-        && let Ok(named) = named.to_str()
-    {
-        for name in named.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                headers.remove(name);
-            }
-        }
+    // Most responses carry none: one pass over the names instead of a lookup per name.
+    if !keep_upgrade && !headers.keys().any(|n| is_hop_by_hop(n.as_str().as_bytes())) {
+        return;
+    }
+    // Every `Connection` line counts, not only the first.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !(n.is_empty() || keep_upgrade && n.eq_ignore_ascii_case("upgrade")))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
     }
     for name in &HOP_BY_HOP {
         if keep_upgrade && name == header::CONNECTION {

@@ -39,22 +39,10 @@ pub fn resolve_bytes(incoming: Option<&[u8]>) -> HeaderValue {
 
 /// A new random id in UUID v4 text form.
 pub fn generate() -> HeaderValue {
-    let mut n: u128 = rand::random();
-    // Version 4 and the RFC 4122 variant bits.
-    n = (n & !(0xf << 76)) | (0x4 << 76);
-    n = (n & !(0x3 << 62)) | (0x2 << 62);
-    let mut out = [0u8; 36];
-    let hex = crate::hex::encode_u128(n);
-    let mut j = 0;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-        } else {
-            *slot = hex[j];
-            j += 1;
-        }
-    }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated();
+    HeaderValue::from_bytes(id.encode_lower(&mut text).as_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ use super::head::{BodyKind, Kind, RequestHead};
 /// Receives header lines in order.
 pub trait HeaderSink {
     fn header(&mut self, name: &[u8], value: &[u8]);
+
+    /// A header from the config, already a valid name and value.
+    fn configured(&mut self, name: &http::HeaderName, value: &http::HeaderValue) {
+        self.header(name.as_str().as_bytes(), value.as_bytes());
+    }
 }
 
 /// Writes `name: value\r\n` lines into a buffer (the fast codec's upstream head).
@@ -25,16 +30,49 @@ impl HeaderSink for Vec<u8> {
     }
 }
 
-/// Appends to a header map (the general codec's upstream request). Lines that are not valid
+/// Collects typed headers (the general codec's upstream request). Lines that are not valid
 /// header names or values cannot occur here: both come from a parsed head or the config.
-impl HeaderSink for http::HeaderMap {
+impl HeaderSink for Vec<(http::HeaderName, http::HeaderValue)> {
     fn header(&mut self, name: &[u8], value: &[u8]) {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name),
-            http::HeaderValue::from_bytes(value),
-        ) {
-            self.append(name, value);
+        if let (Some(name), Ok(value)) = (managed_name(name), http::HeaderValue::from_bytes(value))
+        {
+            self.push((name, value));
         }
+    }
+
+    fn configured(&mut self, name: &http::HeaderName, value: &http::HeaderValue) {
+        self.push((name.clone(), value.clone()));
+    }
+}
+
+/// The name of a header the proxy writes, without parsing it again for the common ones.
+fn managed_name(name: &[u8]) -> Option<http::HeaderName> {
+    use http::HeaderName;
+    use http::header;
+    const NAMES: [(&[u8], HeaderName); 10] = [
+        (b"host", header::HOST),
+        (b"content-length", header::CONTENT_LENGTH),
+        (b"transfer-encoding", header::TRANSFER_ENCODING),
+        (b"connection", header::CONNECTION),
+        (b"x-request-id", HeaderName::from_static("x-request-id")),
+        (b"traceparent", HeaderName::from_static("traceparent")),
+        (
+            b"x-forwarded-for",
+            HeaderName::from_static("x-forwarded-for"),
+        ),
+        (
+            b"x-forwarded-proto",
+            HeaderName::from_static("x-forwarded-proto"),
+        ),
+        (
+            b"x-forwarded-host",
+            HeaderName::from_static("x-forwarded-host"),
+        ),
+        (b"x-real-ip", HeaderName::from_static("x-real-ip")),
+    ];
+    match NAMES.iter().find(|(n, _)| *n == name) {
+        Some((_, known)) => Some(known.clone()),
+        None => HeaderName::from_bytes(name).ok(),
     }
 }
 
@@ -119,7 +157,7 @@ pub fn write_managed(a: &Admitted<'_>, sink: &mut impl HeaderSink) {
         sink.header(b"x-real-ip", fwd.client.to_string().as_bytes());
     }
     for (name, value) in extra {
-        sink.header(name.as_str().as_bytes(), value.as_bytes());
+        sink.configured(name, value);
     }
 }
 

@@ -6,6 +6,7 @@
 //! the upstream's body bytes is bounded by the route's timeout, and every wait for a client
 //! that stopped reading by `server.send_timeout`; past either the exchange is cut.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,15 +200,15 @@ pub async fn exchange(
             reply: &reply,
         };
         let attempt = call::call(upstream, idempotent, &mut exchange);
-        deadlines
-            .run(deadline, async {
-                tokio::select! {
-                    biased;
-                    done = attempt => Some(done),
-                    () = client_gone(&mut reader) => None,
-                }
-            })
-            .await
+        // Pinned here, so `run` moves a pointer rather than the whole exchange's state.
+        let watched = pin!(async {
+            tokio::select! {
+                biased;
+                done = attempt => Some(done),
+                () = client_gone(&mut reader) => None,
+            }
+        });
+        deadlines.run(deadline, watched).await
     };
     let (mut stream, head, filled, endpoint) = match outcome {
         Some(Some(Ok(ok))) => ok,

@@ -7,12 +7,14 @@
 //! [`Admission::General`], or the head is not for this codec, the connection goes to the
 //! general codec ([`Step::Handoff`]) before a byte of the request is forwarded.
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
+use arrayvec::ArrayVec;
 use http::{Method, Version};
 use palisade_telemetry::metrics::Metrics;
 
-use crate::pipeline::head::{Kind, Line, RequestHead};
+use crate::pipeline::head::{Line, RequestHead};
 use crate::pipeline::{self, Admission, Codec, Peer, Rejection, RequestCtx, forward};
 use crate::proxy::Snapshot;
 use crate::routing::Route;
@@ -52,12 +54,6 @@ pub struct Forward {
     pub send_timeout: std::time::Duration,
 }
 
-const NO_LINE: Line<'static> = Line {
-    name: b"",
-    value: b"",
-    kind: Kind::Other,
-};
-
 /// Reads the request head at the front of `buf` (`None` while it is incomplete) and, when it
 /// goes upstream, writes the upstream's head into `out`.
 pub fn request(
@@ -67,9 +63,10 @@ pub fn request(
     peer: Peer<'_>,
     out: &mut Vec<u8>,
 ) -> Option<Step> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let consumed = match req.parse(buf) {
+    // Neither array is initialized up front: that would cost more than parsing a short head.
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let consumed = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return None,
         Err(_) => return Some(Step::Handoff),
@@ -83,17 +80,17 @@ pub fn request(
     if !target.starts_with('/') || method == Method::CONNECT {
         return Some(Step::Handoff);
     }
-    let mut lines = [NO_LINE; MAX_HEADERS];
-    let count = req.headers.len();
-    for (line, h) in lines.iter_mut().zip(req.headers.iter()) {
-        *line = Line::new(h.name.as_bytes(), h.value);
+    // Filled in place: collecting would return (and copy) the whole 2.5 KiB array.
+    let mut lines: ArrayVec<Line<'_>, MAX_HEADERS> = ArrayVec::new();
+    for h in req.headers.iter() {
+        lines.push(Line::new(h.name.as_bytes(), h.value));
     }
     let head = RequestHead {
         method: &method,
         target,
         authority: None,
         version: Version::HTTP_11,
-        lines: &lines[..count],
+        lines: &lines,
     };
     let admitted = match pipeline::admit(&head, peer, snap, metrics, Codec::Fast) {
         Admission::General => return Some(Step::Handoff),

@@ -111,9 +111,11 @@ pub fn translate(
     reply: &Reply<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Response, BadResponse> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let consumed = match resp.parse(buf)? {
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let consumed = match parsed? {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial => return Ok(Response::Partial),
     };

@@ -41,8 +41,9 @@ pin_project! {
         limit: Option<u64>,
         seen: u64,
         idle: Duration,
-        // Boxed: hyper's client wants an `Unpin` body.
-        stall: Pin<Box<Sleep>>,
+        // Made on the first wait for the client; boxed, as hyper's client wants an `Unpin`
+        // body.
+        stall: Option<Pin<Box<Sleep>>>,
         sent: Arc<AtomicBool>,
     }
 }
@@ -55,7 +56,7 @@ impl RequestBody {
             limit,
             seen: 0,
             idle,
-            stall: Box::pin(tokio::time::sleep(idle)),
+            stall: None,
             sent,
         }
     }
@@ -67,7 +68,7 @@ impl RequestBody {
             limit: None,
             seen: 0,
             idle: Duration::MAX,
-            stall: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            stall: None,
             sent: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -91,8 +92,10 @@ impl Body for RequestBody {
             Some(body) => Pin::new(body).poll_frame(cx),
             None => Poll::Ready(None),
         };
-        if polled.is_ready() {
-            this.stall.as_mut().reset(Instant::now() + *this.idle);
+        if polled.is_ready()
+            && let Some(stall) = this.stall.as_mut()
+        {
+            stall.as_mut().reset(Instant::now() + *this.idle);
         }
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -111,7 +114,12 @@ impl Body for RequestBody {
                 this.sent.store(true, Ordering::Relaxed);
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.stall.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .stall
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(*this.idle)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => Poll::Ready(Some(Err(RequestBodyError::Idle(*this.idle)))),
                 Poll::Pending => Poll::Pending,
             },

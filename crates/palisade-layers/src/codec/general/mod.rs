@@ -34,7 +34,7 @@ struct Outbound {
     /// For each of the client's header values, in the header map's order: whether it goes on.
     keep: Vec<bool>,
     /// The headers the proxy sets.
-    managed: HeaderMap,
+    managed: Vec<(http::HeaderName, HeaderValue)>,
     uri: Uri,
     upgrade: bool,
     idempotent: bool,
@@ -75,7 +75,7 @@ pub async fn handle(
                     .iter()
                     .map(|l| forward::keeps(&head, &a, l.kind, l.name))
                     .collect();
-                let mut managed = HeaderMap::with_capacity(8);
+                let mut managed = Vec::with_capacity(10);
                 forward::write_managed(&a, &mut managed);
                 match a.target.parse::<Uri>() {
                     Ok(uri) => Ok(Outbound {
@@ -189,7 +189,11 @@ pub async fn handle(
 
 /// The upstream request's headers: the client's values the pipeline keeps, moved in the order
 /// `keep` was decided (the map's own iteration order), then the managed ones.
-fn upstream_headers(client: HeaderMap, keep: &[bool], managed: HeaderMap) -> HeaderMap {
+fn upstream_headers(
+    client: HeaderMap,
+    keep: &[bool],
+    managed: Vec<(http::HeaderName, HeaderValue)>,
+) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(client.len() + managed.len());
     let mut name = None;
     for ((next, value), keep) in client.into_iter().zip(keep) {
@@ -200,14 +204,8 @@ fn upstream_headers(client: HeaderMap, keep: &[bool], managed: HeaderMap) -> Hea
             headers.append(name.clone(), value);
         }
     }
-    let mut name = None;
-    for (next, value) in managed {
-        if next.is_some() {
-            name = next;
-        }
-        if let Some(name) = &name {
-            headers.append(name.clone(), value);
-        }
+    for (name, value) in managed {
+        headers.append(name, value);
     }
     headers
 }
@@ -311,7 +309,12 @@ impl ResponseSink for HyperSink {
         if name == b"content-length" || (name == b"connection" && !self.http1) {
             return;
         }
-        forward::HeaderSink::header(self.resp.headers_mut(), name, value);
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(value),
+        ) {
+            self.resp.headers_mut().append(name, value);
+        }
     }
 
     fn body(&mut self, body: bytes::Bytes) {
