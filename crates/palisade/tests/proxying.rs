@@ -190,6 +190,18 @@ both_codecs! {
         );
     }
 
+    async fn upstream_connections_are_reused_after_requests_with_bodies(codec: Codec) {
+        let (up, gw, probes) = common::start_without_probes(codec).await;
+        let client = common::client();
+        for i in 0..20 {
+            let resp = client.post(gw.url("/orders")).body(format!("{{\"n\":{i}}}")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap();
+        }
+        let opened = up.connections_seen() - probes;
+        assert!(opened <= 2, "20 sequential POSTs opened {opened} upstream connections");
+    }
+
     async fn h2c_prior_knowledge_is_served(codec: Codec) {
         let (_up, gw) = common::start(codec, "").await;
         let client = reqwest::Client::builder()

@@ -49,31 +49,20 @@ impl HeaderSink for Vec<(http::HeaderName, http::HeaderValue)> {
 fn managed_name(name: &[u8]) -> Option<http::HeaderName> {
     use http::HeaderName;
     use http::header;
-    const NAMES: [(&[u8], HeaderName); 10] = [
-        (b"host", header::HOST),
-        (b"content-length", header::CONTENT_LENGTH),
-        (b"transfer-encoding", header::TRANSFER_ENCODING),
-        (b"connection", header::CONNECTION),
-        (b"x-request-id", HeaderName::from_static("x-request-id")),
-        (b"traceparent", HeaderName::from_static("traceparent")),
-        (
-            b"x-forwarded-for",
-            HeaderName::from_static("x-forwarded-for"),
-        ),
-        (
-            b"x-forwarded-proto",
-            HeaderName::from_static("x-forwarded-proto"),
-        ),
-        (
-            b"x-forwarded-host",
-            HeaderName::from_static("x-forwarded-host"),
-        ),
-        (b"x-real-ip", HeaderName::from_static("x-real-ip")),
-    ];
-    match NAMES.iter().find(|(n, _)| *n == name) {
-        Some((_, known)) => Some(known.clone()),
-        None => HeaderName::from_bytes(name).ok(),
-    }
+    let known = match name {
+        b"host" => header::HOST,
+        b"content-length" => header::CONTENT_LENGTH,
+        b"transfer-encoding" => header::TRANSFER_ENCODING,
+        b"connection" => header::CONNECTION,
+        b"x-request-id" => HeaderName::from_static("x-request-id"),
+        b"traceparent" => HeaderName::from_static("traceparent"),
+        b"x-forwarded-for" => HeaderName::from_static("x-forwarded-for"),
+        b"x-forwarded-proto" => HeaderName::from_static("x-forwarded-proto"),
+        b"x-forwarded-host" => HeaderName::from_static("x-forwarded-host"),
+        b"x-real-ip" => HeaderName::from_static("x-real-ip"),
+        other => return HeaderName::from_bytes(other).ok(),
+    };
+    Some(known)
 }
 
 /// Writes the upstream request's header lines for an admitted request: the client's lines

@@ -107,6 +107,10 @@ impl Body for RequestBody {
                         return Poll::Ready(Some(Err(RequestBodyError::TooLarge { limit })));
                     }
                 }
+                // hyper stops polling once the body says it has ended: no `None` follows.
+                if this.inner.as_ref().is_none_or(Incoming::is_end_stream) {
+                    this.sent.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(RequestBodyError::Read(e)))),
