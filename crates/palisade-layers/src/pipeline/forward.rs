@@ -47,19 +47,24 @@ impl HeaderSink for Vec<(http::HeaderName, http::HeaderValue)> {
 
 /// The name of a header the proxy writes, without parsing it again for the common ones.
 fn managed_name(name: &[u8]) -> Option<http::HeaderName> {
+    use crate::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+    use crate::request_id::X_REQUEST_ID;
+    use crate::trace_context::TRACEPARENT;
     use http::HeaderName;
     use http::header;
+    // Constants, so no name is validated again per request.
+    const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
     let known = match name {
         b"host" => header::HOST,
         b"content-length" => header::CONTENT_LENGTH,
         b"transfer-encoding" => header::TRANSFER_ENCODING,
         b"connection" => header::CONNECTION,
-        b"x-request-id" => HeaderName::from_static("x-request-id"),
-        b"traceparent" => HeaderName::from_static("traceparent"),
-        b"x-forwarded-for" => HeaderName::from_static("x-forwarded-for"),
-        b"x-forwarded-proto" => HeaderName::from_static("x-forwarded-proto"),
-        b"x-forwarded-host" => HeaderName::from_static("x-forwarded-host"),
-        b"x-real-ip" => HeaderName::from_static("x-real-ip"),
+        b"x-request-id" => X_REQUEST_ID,
+        b"traceparent" => TRACEPARENT,
+        b"x-forwarded-for" => X_FORWARDED_FOR,
+        b"x-forwarded-proto" => X_FORWARDED_PROTO,
+        b"x-forwarded-host" => X_FORWARDED_HOST,
+        b"x-real-ip" => X_REAL_IP,
         other => return HeaderName::from_bytes(other).ok(),
     };
     Some(known)
