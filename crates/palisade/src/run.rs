@@ -110,8 +110,10 @@ pub fn run(args: ConfigArg, started: Instant) -> ExitCode {
         }
     };
     let code = rt.block_on(serve(args, loaded, started));
-    drop(log_guard);
+    // The runtime first: connections cut by a forced shutdown drop their requests' records
+    // here, which write their access lines (499); dropping the log guard then flushes them.
     rt.shutdown_timeout(Duration::from_millis(100));
+    drop(log_guard);
     code
 }
 

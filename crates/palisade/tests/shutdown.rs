@@ -106,7 +106,13 @@ async fn past_the_grace_period_connections_are_cut_and_the_exit_says_so() {
         .replace("timeout = \"1s\"", "timeout = \"30s\"");
     let mut gw = common::spawn(common::Codec::Fast, &config, true).await;
     let url = gw.url("/stuck?latency=20s");
-    let stuck = tokio::spawn(async move { common::client().get(url).send().await });
+    let stuck = tokio::spawn(async move {
+        common::client()
+            .get(url)
+            .header("x-request-id", "cut-by-shutdown")
+            .send()
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     gw.signal("TERM").unwrap();
@@ -124,6 +130,13 @@ async fn past_the_grace_period_connections_are_cut_and_the_exit_says_so() {
     );
     assert!(
         lines.iter().any(|l| l.contains("\"action\":\"shutdown\"") && l.contains("\"outcome\":\"failure\"")),
+        "{lines:#?}"
+    );
+    // The cut request still has its access line, as NGINX's 499.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cut-by-shutdown") && l.contains("\"status\":499")),
         "{lines:#?}"
     );
 }
