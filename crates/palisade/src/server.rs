@@ -136,7 +136,11 @@ pub async fn accept_loop(
             let ended = if direct_path {
                 direct::serve(proxy.clone(), stream, peer, limits, shutdown.clone()).await
             } else {
-                Ended::Handoff(direct::Rewind::new(stream, bytes::Bytes::new()))
+                let send_timeout = proxy.snapshot().send_timeout;
+                Ended::Handoff(
+                    direct::Rewind::new(stream, bytes::Bytes::new())
+                        .with_send_timeout(send_timeout),
+                )
             };
             if let Ended::Handoff(io) = ended {
                 let service = service_fn(move |req| {

@@ -31,6 +31,35 @@ fn dead_endpoint() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], palisade_testkit::gateway::free_port()))
 }
 
+/// A raw upstream that answers each connection's first request head with `reply` at once,
+/// without reading any body, then keeps the connection open (or closes it when `close`).
+async fn answering_upstream(reply: &'static [u8], close: bool) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = conn.write_all(reply).await;
+                if !close {
+                    // Hold the connection, reading and discarding, as an app that answered
+                    // early might.
+                    while matches!(conn.read(&mut chunk).await, Ok(n) if n > 0) {}
+                }
+            });
+        }
+    });
+    addr
+}
+
 both_codecs! {
     async fn a_dead_endpoint_takes_no_traffic(codec: Codec) {
         let live = palisade_testkit::UpstreamServer::start().await.unwrap();
@@ -152,5 +181,74 @@ both_codecs! {
             .unwrap();
         wire.send(b"GET /b HTTP/1.1\r\nhost: app\r\n\r\n").await;
         assert_eq!(wire.response(false).await.status, 404);
+    }
+
+    async fn a_client_that_stops_reading_is_cut_after_send_timeout(codec: Codec) {
+        let up = palisade_testkit::UpstreamServer::start().await.unwrap();
+        let config = common::config_for(up.addr(), "").replace(
+            "[lifecycle]",
+            "[server]\nsend_timeout = \"500ms\"\n\n[lifecycle]",
+        )
+        .replace("timeout = \"1s\"", "timeout = \"30s\"");
+        let gw = common::spawn(codec, &config, true).await;
+        let mut conn = TcpStream::connect(gw.proxy_addr).await.unwrap();
+        conn.write_all(
+            b"GET /big?size=268435456 HTTP/1.1\r\nhost: app\r\nx-request-id: never-reads-1\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        // The client keeps its socket open and reads nothing.
+        let line = access_line(&gw, "never-reads-1").await;
+        assert_eq!(field(&line, "status"), 499, "{line}");
+        assert_eq!(field(&line, "complete"), false, "{line}");
+        drop(conn);
+    }
+
+    async fn an_upstream_body_that_breaks_off_is_an_upstream_error(codec: Codec) {
+        let addr = answering_upstream(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten..",
+            true,
+        )
+        .await;
+        let gw = common::spawn(codec, &common::config_for(addr, ""), true).await;
+        let mut conn = TcpStream::connect(gw.proxy_addr).await.unwrap();
+        conn.write_all(b"GET /cut HTTP/1.1\r\nhost: app\r\nx-request-id: broke-off-1\r\n\r\n")
+            .await
+            .unwrap();
+        let line = access_line(&gw, "broke-off-1").await;
+        assert_eq!(field(&line, "status"), 200, "{line}");
+        assert_eq!(field(&line, "complete"), false, "{line}");
+        let metrics = common::metrics_text(&gw).await;
+        assert!(
+            metrics.contains("palisade_upstream_request_errors_total{upstream=\"app\",kind=\"protocol\"} 1"),
+            "{metrics}"
+        );
+    }
+
+    async fn an_upload_the_upstream_answered_early_does_not_hold_its_connection(codec: Codec) {
+        // The app answers 401 before reading the body: the first client's upload stalls, and
+        // the upstream connection must not go back to the pool with it half-sent.
+        let addr = answering_upstream(
+            b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n",
+            false,
+        )
+        .await;
+        let gw = common::spawn(codec, &common::config_for(addr, ""), true).await;
+        let mut first = Wire::connect(&gw.url("/")).await;
+        first
+            .send(b"POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: 100000\r\n\r\nstarted")
+            .await;
+        assert_eq!(first.response(false).await.status, 401);
+        let started = std::time::Instant::now();
+        let mut second = Wire::connect(&gw.url("/")).await;
+        second
+            .send(b"POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        assert_eq!(second.response(false).await.status, 401);
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "the second request waited {:?} behind the first one's stalled upload",
+            started.elapsed()
+        );
     }
 }

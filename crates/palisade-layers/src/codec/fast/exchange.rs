@@ -262,7 +262,17 @@ pub async fn exchange(
             ctx.record.client_closed(bytes);
             false
         }
-        Err(Cut::Upstream(bytes)) => {
+        Err(Cut::Upstream(bytes, kind)) => {
+            // The client got the status already; the log and the metric tell the rest.
+            upstream.metrics.error(kind);
+            tracing::warn!(
+                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
+                route = &*route.name,
+                upstream = %upstream.name,
+                kind = kind.as_str(),
+                bytes,
+                "the upstream's response body broke off"
+            );
             ctx.record.finish(bytes, false);
             false
         }
@@ -282,7 +292,7 @@ enum Cut {
     /// The client went away or stopped reading for longer than the idle bound.
     Client(u64),
     /// The upstream broke the body, closed early or stalled past the idle bound.
-    Upstream(u64),
+    Upstream(u64, UpstreamErrorKind),
 }
 
 /// The two streams of one response body and the bound on each wait.
@@ -301,7 +311,8 @@ impl Passage<'_> {
         let deadline = Instant::now() + self.read_idle;
         match self.deadlines.run(deadline, self.upstream.read(buf)).await {
             Some(Ok(n)) => Ok(n),
-            _ => Err(Cut::Upstream(sent)),
+            Some(Err(_)) => Err(Cut::Upstream(sent, UpstreamErrorKind::Other)),
+            None => Err(Cut::Upstream(sent, UpstreamErrorKind::Timeout)),
         }
     }
 
@@ -343,7 +354,7 @@ impl Passage<'_> {
                 let mut sent = take as u64;
                 while sent < total {
                     let n = match self.read(buf, sent).await? {
-                        0 => return Err(Cut::Upstream(sent)),
+                        0 => return Err(Cut::Upstream(sent, UpstreamErrorKind::Protocol)),
                         n => n,
                     };
                     let take = (n as u64).min(total - sent) as usize;
@@ -373,8 +384,8 @@ impl Passage<'_> {
                         Ok(Some(n)) => (chunk.start + n, true),
                         Ok(None) => (chunk.end, false),
                         Err(_) => {
-                            tracing::warn!("the upstream sent a malformed chunked body");
-                            return Err(Cut::Upstream(scanner.data_bytes()));
+                            let bytes = scanner.data_bytes();
+                            return Err(Cut::Upstream(bytes, UpstreamErrorKind::Protocol));
                         }
                     };
                     self.write(out, sent).await?;
@@ -387,7 +398,10 @@ impl Passage<'_> {
                         });
                     }
                     let n = match self.read(buf, scanner.data_bytes()).await? {
-                        0 => return Err(Cut::Upstream(scanner.data_bytes())),
+                        0 => {
+                            let bytes = scanner.data_bytes();
+                            return Err(Cut::Upstream(bytes, UpstreamErrorKind::Protocol));
+                        }
                         n => n,
                     };
                     chunk = 0..n;

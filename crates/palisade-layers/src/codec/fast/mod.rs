@@ -175,7 +175,7 @@ pub async fn serve(
         let keep_open = match step {
             Step::Handoff => {
                 let rest = Bytes::copy_from_slice(&inbuf[start..end]);
-                let io = Rewind::new(client, rest);
+                let io = Rewind::new(client, rest).with_send_timeout(proxy.snapshot().send_timeout);
                 return Ended::Handoff(if served { io.after_http1() } else { io });
             }
             Step::Respond(Respond {

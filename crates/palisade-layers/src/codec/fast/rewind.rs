@@ -1,19 +1,26 @@
-//! A connection handed from the direct path to hyper, with the bytes already read put back in
-//! front of the stream.
+//! A connection handed from the fast codec to hyper, with the bytes already read put back in
+//! front of the stream, and a bound on how long a write may wait for a client that stopped
+//! reading (`server.send_timeout`), which hyper has no setting for.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
-/// A client connection whose first bytes were read by the direct path.
+/// A client connection whose first bytes were read by the fast codec.
 pub struct Rewind {
     prefix: Bytes,
     stream: TcpStream,
     http1_only: bool,
+    send_timeout: Option<Duration>,
+    /// Armed while a write waits for the client.
+    stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl Rewind {
@@ -22,6 +29,40 @@ impl Rewind {
             prefix,
             stream,
             http1_only: false,
+            send_timeout: None,
+            stall: None,
+        }
+    }
+
+    /// Fails a write that waits longer than `timeout` for the client to take bytes, which
+    /// closes the connection.
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = Some(timeout);
+        self
+    }
+
+    /// Passes a write's outcome through, turning a wait past the send timeout into an error.
+    fn bound<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let Some(timeout) = self.send_timeout else {
+            return polled;
+        };
+        if polled.is_ready() {
+            self.stall = None;
+            return polled;
+        }
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no response bytes within server.send_timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -60,7 +101,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.bound(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -68,7 +110,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.bound(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -76,7 +119,8 @@ impl AsyncWrite for Rewind {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let polled = Pin::new(&mut self.stream).poll_flush(cx);
+        self.bound(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

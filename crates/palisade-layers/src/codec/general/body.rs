@@ -19,6 +19,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::access::AccessRecord;
 use crate::pool::Checkout;
+use palisade_telemetry::metrics::{UpstreamErrorKind, UpstreamMetrics};
 
 /// Why a request body stopped.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +159,15 @@ impl Inner {
     }
 }
 
+/// Where an upstream's response body comes from, for [`ResponseBody::upstream`].
+pub struct FromUpstream {
+    pub idle: Duration,
+    pub checkout: Option<Checkout>,
+    pub request_sent: Arc<AtomicBool>,
+    /// Counts a body the upstream broke off.
+    pub metrics: UpstreamMetrics,
+}
+
 /// Records the request when the response body is dropped, whatever the reason, and gives the
 /// upstream connection back to its pool when the body was read to its end.
 struct Finisher {
@@ -169,6 +179,7 @@ struct Finisher {
     complete: bool,
     /// The upstream broke the body; otherwise an incomplete body means the client left.
     upstream_failed: bool,
+    metrics: Option<UpstreamMetrics>,
 }
 
 impl Drop for Finisher {
@@ -203,22 +214,18 @@ pin_project! {
 }
 
 impl ResponseBody {
-    /// The upstream's body; `checkout` (HTTP/1.1) is released when it has been read to its end.
-    /// The upstream's body; a wait of more than `idle` for its next bytes ends it.
-    pub fn upstream(
-        body: Incoming,
-        idle: Duration,
-        record: Option<AccessRecord>,
-        checkout: Option<Checkout>,
-        request_sent: Option<Arc<AtomicBool>>,
-    ) -> Self {
+    /// The upstream's body. A wait of more than `from.idle` for its next bytes ends it; the
+    /// connection (`from.checkout`, HTTP/1.1) goes back to its pool once both this body and
+    /// the request body went through whole.
+    pub fn upstream(body: Incoming, record: AccessRecord, from: FromUpstream) -> Self {
         let inner = Inner::Upstream {
             body,
-            idle,
+            idle: from.idle,
             stall: None,
         };
-        let mut this = Self::with(inner, record, checkout);
-        this.finisher.request_sent = request_sent;
+        let mut this = Self::with(inner, Some(record), from.checkout);
+        this.finisher.request_sent = Some(from.request_sent);
+        this.finisher.metrics = Some(from.metrics);
         this
     }
 
@@ -244,6 +251,7 @@ impl ResponseBody {
                 bytes: 0,
                 complete,
                 upstream_failed: false,
+                metrics: None,
             },
         }
     }
@@ -254,9 +262,11 @@ impl ResponseBody {
 #[error("the upstream sent no response body bytes for {0:?}")]
 pub struct ResponseStalled(Duration);
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -285,7 +295,7 @@ impl Body for ResponseBody {
                         if let Some(sleep) = stall.as_mut() {
                             sleep.as_mut().reset(Instant::now() + *idle);
                         }
-                        break other.map(|f| f.map(|r| r.map_err(Into::into)));
+                        break other.map(|f| f.map(|r| r.map_err(|e| -> BoxError { e.into() })));
                     }
                 }
             },
@@ -300,7 +310,18 @@ impl Body for ResponseBody {
                 this.finisher.complete = inner.is_end_stream();
             }
             Poll::Ready(None) => this.finisher.complete = true,
-            Poll::Ready(Some(Err(_))) => this.finisher.upstream_failed = true,
+            Poll::Ready(Some(Err(error))) => {
+                this.finisher.upstream_failed = true;
+                let kind = if error.is::<ResponseStalled>() {
+                    UpstreamErrorKind::Timeout
+                } else {
+                    UpstreamErrorKind::Protocol
+                };
+                if let Some(metrics) = &this.finisher.metrics {
+                    metrics.error(kind);
+                }
+                tracing::warn!(%error, kind = kind.as_str(), "the upstream's response body broke off");
+            }
             Poll::Pending => {}
         }
         polled

@@ -24,7 +24,7 @@ use crate::problem::ProxyError;
 use crate::proxy::{ErrorChain, Proxy};
 use crate::routing::Route;
 use crate::trace_context::TRACERESPONSE;
-use body::{RequestBody, RequestBodyError, ResponseBody};
+use body::{FromUpstream, RequestBody, RequestBodyError, ResponseBody};
 use exchange::GeneralExchange;
 
 /// What the upstream request needs once the head's borrow has ended.
@@ -183,6 +183,7 @@ pub async fn handle(
         close,
         version,
         idle: route.timeout,
+        metrics: upstream.metrics.clone(),
     };
     respond(ctx, resp, exchanged)
 }
@@ -220,6 +221,7 @@ struct Exchanged {
     version: Version,
     /// Longest wait for the next response body bytes.
     idle: std::time::Duration,
+    metrics: palisade_telemetry::metrics::UpstreamMetrics,
 }
 
 /// Passes the upstream's response to the client.
@@ -235,6 +237,7 @@ fn respond(
         close,
         version,
         idle,
+        metrics,
     } = x;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
@@ -268,10 +271,13 @@ fn respond(
     parts.version = version;
     // An upgraded connection is the tunnel's now; it never goes back to the pool.
     let checkout = if switching { None } else { checkout };
-    Response::from_parts(
-        parts,
-        ResponseBody::upstream(body, idle, Some(ctx.record), checkout, Some(request_sent)),
-    )
+    let from = FromUpstream {
+        idle,
+        checkout,
+        request_sent,
+        metrics,
+    };
+    Response::from_parts(parts, ResponseBody::upstream(body, ctx.record, from))
 }
 
 fn bad_request() -> Rejection {
