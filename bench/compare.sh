@@ -4,6 +4,8 @@
 #   bench/compare.sh plain   Palisade as a plain proxy (no access log, audit off): compare with row `nginx`
 #   bench/compare.sh full    the full default stack (JSON access log, request id, trace context,
 #                            metrics, audit on): compare with row `nginx_full`
+#   bench/compare.sh post    the plain proxy, every request a POST with a 1 KiB JSON body
+#                            (proxy-compare --post 1024): compare with row `nginx`
 #
 # Builds release, writes the config into the run's work dir, runs 1 worker thread, pinned layout
 # (load generator on CPU 0, upstream and proxies on CPU 1), 5 reps. Extra arguments go to
@@ -13,19 +15,20 @@ cd "$(dirname "$0")/.."
 
 variant=${1:-plain}
 shift || true
-case "$variant" in plain|full) ;; *) echo "usage: bench/compare.sh plain|full [proxy-compare options]" >&2; exit 2 ;; esac
+case "$variant" in plain|full|post) ;; *) echo "usage: bench/compare.sh plain|full|post [proxy-compare options]" >&2; exit 2 ;; esac
 compare=${PROXY_COMPARE:-../shared/bench/proxy-compare.sh}
 [[ -r "$compare" ]] || { echo "bench/compare.sh: $compare not found (set PROXY_COMPARE)" >&2; exit 2; }
 
 cargo build --release --locked -p palisade
-bin=$(pwd)/target/release/palisade
+bin=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/palisade
 work=$(mktemp -d -t palisade-bench.XXXXXX)
 
-if [[ $variant == plain ]]; then
-  access_log=false; audit=off; ops_port=19190
-else
-  access_log=true; audit=stdout; ops_port=19191
-fi
+post=()
+case "$variant" in
+  plain) access_log=false; audit=off; ops_port=19190 ;;
+  full) access_log=true; audit=stdout; ops_port=19191 ;;
+  post) access_log=false; audit=off; ops_port=19192; post=(--post 1024) ;;
+esac
 cat > "$work/palisade.toml" <<TOML
 [server]
 worker_threads = 1
@@ -55,4 +58,4 @@ bash "$compare" \
   --targets direct,nginx,nginx_full,haproxy,nginx_aa \
   --extra-name "palisade_$variant" \
   --extra-cmd "env PALISADE_SERVER__LISTEN=127.0.0.1:{PORT} PALISADE_UPSTREAMS__APP__ENDPOINTS='[\"{UPSTREAM}\"]' $bin run --config $work/palisade.toml" \
-  "$@"
+  "${post[@]}" "$@"
