@@ -22,3 +22,13 @@ pub fn is_lower_hex(s: &[u8]) -> bool {
     s.iter()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
+
+/// The value of one hex digit, either case.
+pub fn value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}

@@ -367,6 +367,7 @@ impl Reloader<'_> {
             changed
         });
         self.metrics.config_reload(true);
+        self.metrics.set_restart_required(&restart);
         let mut details = config_details(&loaded);
         details["restart_required"] = json!(restart);
         self.audit.emit(

@@ -161,6 +161,11 @@ async fn sighup_applies_routes_live_and_names_the_settings_that_need_a_restart()
         serde_json::json!({"config_version": pending_version, "fields": restart}),
         "{after}"
     );
+    let metrics = common::metrics_text(&gw).await;
+    for field in ["server.http2", "log.level"] {
+        let series = format!("palisade_config_restart_required{{field=\"{field}\"}} 1");
+        assert!(metrics.contains(&series), "{series} missing: {metrics}");
+    }
 
     // Back to the settings the process started with: nothing waits for a restart any more,
     // and the reloaded config is in force in full.

@@ -122,3 +122,41 @@ pub async fn call<X: Exchange>(
         }
     }
 }
+
+/// The answer to a request whose call failed (`error`), or found no response head within the
+/// route's timeout (`None`): counted under the upstream's errors and logged with the request
+/// id, once for both codecs.
+pub fn failed(
+    route: &crate::routing::Route,
+    ctx: &super::RequestCtx,
+    error: Option<&AttemptError>,
+    close: bool,
+) -> super::Rejection {
+    let upstream = &route.upstream;
+    let request_id = ctx.record.request_id.to_str().unwrap_or_default();
+    let error = match error {
+        Some(error) => {
+            upstream.metrics.error(error.failure.kind());
+            tracing::warn!(
+                request_id,
+                route = &*route.name,
+                upstream = %upstream.name,
+                error = %crate::proxy::ErrorChain(error),
+                "upstream request failed"
+            );
+            crate::problem::ProxyError::UpstreamUnavailable
+        }
+        None => {
+            upstream.metrics.error(UpstreamErrorKind::Timeout);
+            tracing::warn!(
+                request_id,
+                route = &*route.name,
+                upstream = %upstream.name,
+                timeout_ms = route.timeout.as_millis() as u64,
+                "upstream did not answer within the route timeout"
+            );
+            crate::problem::ProxyError::UpstreamTimeout
+        }
+    };
+    super::Rejection { error, close }
+}

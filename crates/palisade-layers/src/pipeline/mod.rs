@@ -13,6 +13,7 @@ pub mod forward;
 pub mod head;
 pub mod path;
 pub mod reject;
+pub mod respond;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::Version;
-use palisade_telemetry::metrics::Metrics;
+use palisade_telemetry::metrics::{Metrics, RouteMetrics};
 
 use crate::access::AccessRecord;
 use crate::forwarded::Forwarding;
@@ -54,6 +55,47 @@ pub struct RequestCtx {
     pub record: AccessRecord,
     /// `traceparent` for the upstream and `traceresponse` for the client.
     pub traceparent: [u8; 55],
+}
+
+impl RequestCtx {
+    /// The context of a request from its head: the ids it brought (kept when valid, else new),
+    /// its route's metrics (`None`: no route), and the client address decided for it.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        head: &RequestHead<'_>,
+        snap: &Snapshot,
+        metrics: &Metrics,
+        route: Option<&RouteMetrics>,
+        client_ip: IpAddr,
+        request_id: Option<&[u8]>,
+        traceparent: Option<&[u8]>,
+        bytes_in: Option<u64>,
+    ) -> Self {
+        let trace = TraceContext::from_traceparent(traceparent);
+        let path = head.target.split_once('?').map_or(head.target, |(p, _)| p);
+        Self {
+            record: AccessRecord {
+                start: Instant::now(),
+                metrics: route.unwrap_or_else(|| snap.no_route()).clone(),
+                method: head.method.clone(),
+                // Only the access log reads the path (as received): no copy when it is off.
+                path: if snap.access_log {
+                    path.to_owned()
+                } else {
+                    String::new()
+                },
+                status: 0,
+                client_ip,
+                request_id: request_id::resolve_bytes(request_id),
+                trace,
+                bytes_in,
+                log: snap.access_log,
+                in_flight: metrics.in_flight(),
+                written: false,
+            },
+            traceparent: trace.header_bytes(),
+        }
+    }
 }
 
 /// A request that goes upstream, with every decision the forwarding needs.
@@ -125,31 +167,19 @@ pub fn admit<'a>(
         facts.has_forwarded_proto,
         facts.has_forwarded_host,
     );
-    let trace = TraceContext::from_traceparent(facts.traceparent);
-    let ctx = RequestCtx {
-        record: AccessRecord {
-            start: Instant::now(),
-            metrics: route.map_or_else(|| snap.no_route().clone(), |r| r.metrics.clone()),
-            method: head.method.clone(),
-            path: if snap.access_log {
-                path.to_owned()
-            } else {
-                String::new()
-            },
-            status: 0,
-            client_ip: forwarding.client,
-            request_id: request_id::resolve_bytes(facts.request_id),
-            trace,
-            bytes_in: match facts.body {
-                BodyKind::Length(n) => Some(n),
-                _ => None,
-            },
-            log: snap.access_log,
-            in_flight: metrics.in_flight(),
-            written: false,
+    let ctx = RequestCtx::new(
+        head,
+        snap,
+        metrics,
+        route.map(|r| &r.metrics),
+        forwarding.client,
+        facts.request_id,
+        facts.traceparent,
+        match facts.body {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
         },
-        traceparent: trace.header_bytes(),
-    };
+    );
     let close = facts.close;
     let Some(route) = route.cloned() else {
         let error = ProxyError::NoRoute;
@@ -191,36 +221,22 @@ fn refuse<'a>(
     bad: BadHead,
 ) -> Admission<'a> {
     let first = |kind| head.lines.iter().find(|l| l.kind == kind).map(|l| l.value);
-    let trace = TraceContext::from_traceparent(first(Kind::Traceparent));
-    let request_id = request_id::resolve_bytes(first(Kind::RequestId));
+    let ctx = RequestCtx::new(
+        head,
+        snap,
+        metrics,
+        None,
+        peer.ip,
+        first(Kind::RequestId),
+        first(Kind::Traceparent),
+        None,
+    );
     tracing::info!(
-        request_id = request_id.to_str().unwrap_or_default(),
+        request_id = ctx.record.request_id.to_str().unwrap_or_default(),
         client_ip = %peer.ip,
         reason = %bad,
         "request refused: malformed head"
     );
-    let path = head.target.split_once('?').map_or(head.target, |(p, _)| p);
-    let ctx = RequestCtx {
-        record: AccessRecord {
-            start: Instant::now(),
-            metrics: snap.no_route().clone(),
-            method: head.method.clone(),
-            path: if snap.access_log {
-                path.to_owned()
-            } else {
-                String::new()
-            },
-            status: 0,
-            client_ip: peer.ip,
-            request_id,
-            trace,
-            bytes_in: None,
-            log: snap.access_log,
-            in_flight: metrics.in_flight(),
-            written: false,
-        },
-        traceparent: trace.header_bytes(),
-    };
     let error = ProxyError::BadRequest;
     Admission::Reject(ctx, Rejection { error, close: true })
 }

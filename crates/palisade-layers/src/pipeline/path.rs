@@ -75,8 +75,8 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, BadPath> {
             continue;
         }
         let (Some(hi), Some(lo)) = (
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
+            bytes.get(i + 1).copied().and_then(crate::hex::value),
+            bytes.get(i + 2).copied().and_then(crate::hex::value),
         ) else {
             return Err(BadPath::BadEscape);
         };
@@ -94,15 +94,6 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, BadPath> {
     }
     // Only ASCII escapes were decoded, so the bytes are as valid UTF-8 as the input.
     String::from_utf8(out).map_err(|_| BadPath::BadEscape)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

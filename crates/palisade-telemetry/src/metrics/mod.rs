@@ -50,6 +50,13 @@ struct ReloadLabels {
     result: &'static str,
 }
 
+/// The label of `palisade_config_restart_required`: a config field path such as
+/// `server.listen` (bounded by the config's schema).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldLabels {
+    field: String,
+}
+
 /// The registry and every metric family Palisade exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -67,6 +74,7 @@ pub struct Metrics {
     config_reloads: Family<ReloadLabels, Counter>,
     config_last_success: F64Gauge,
     config_last_ok: Gauge,
+    config_restart_required: Family<FieldLabels, Gauge>,
     connection_panics: Counter,
     audit_events: Counter,
     audit_dropped: Counter,
@@ -96,6 +104,7 @@ impl Metrics {
             config_reloads: Family::default(),
             config_last_success: F64Gauge::default(),
             config_last_ok: Gauge::default(),
+            config_restart_required: Family::default(),
             connection_panics: Counter::default(),
             audit_events: Counter::default(),
             audit_dropped: Counter::default(),
@@ -194,6 +203,11 @@ impl Metrics {
             self.config_last_ok.clone(),
         );
         r.register(
+            CONFIG_RESTART_REQUIRED,
+            "1 for each setting a reload changed that keeps its running value until a restart",
+            self.config_restart_required.clone(),
+        );
+        r.register(
             CONNECTION_PANICS,
             "Connection tasks that panicked; each such connection was closed",
             self.connection_panics.clone(),
@@ -269,6 +283,19 @@ impl Metrics {
         self.config_last_ok.set(i64::from(ok));
         if ok {
             self.config_last_success.set(unix_now());
+        }
+    }
+
+    /// Sets `palisade_config_restart_required` to the settings (field paths) a reload changed
+    /// that keep their running value until a restart; an empty list clears it.
+    pub fn set_restart_required(&self, fields: &[impl AsRef<str>]) {
+        self.config_restart_required.clear();
+        for field in fields {
+            self.config_restart_required
+                .get_or_create(&FieldLabels {
+                    field: field.as_ref().to_owned(),
+                })
+                .set(1);
         }
     }
 

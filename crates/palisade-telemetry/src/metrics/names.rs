@@ -38,6 +38,9 @@ pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "palisade_config_last_reload_succes
 /// Counter `palisade_config_reloads_total{result}`: configuration reloads, `result` being
 /// `success` or `failure`.
 pub const CONFIG_RELOADS: &str = "palisade_config_reloads";
+/// Gauge `palisade_config_restart_required{field}`: 1 for each setting (e.g. `server.listen`)
+/// that the last successful reload changed and that keeps its running value until a restart.
+pub const CONFIG_RESTART_REQUIRED: &str = "palisade_config_restart_required";
 /// Gauge `palisade_config_last_reload_success_timestamp_seconds`: Unix time of the last
 /// successful reload.
 pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =

@@ -103,7 +103,7 @@ impl ChunkedScanner {
 
     fn step(&mut self, b: u8) -> Result<State, ChunkError> {
         let next = match (self.state, b) {
-            (State::Size { value, digits }, _) => match hex_value(b) {
+            (State::Size { value, digits }, _) => match crate::hex::value(b) {
                 // Leading zeros are valid; only a size past 60 bits is refused.
                 Some(d) if value >> 56 == 0 => State::Size {
                     value: value << 4 | u64::from(d),
@@ -148,15 +148,6 @@ fn write_size_line(size: u64, out: &mut Vec<u8>) {
         out.push(HEX[((size >> (4 * k)) & 0xf) as usize]);
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -21,10 +21,8 @@ use super::deadline::Deadlines;
 use super::head::Forward;
 use super::response::{self, BadResponse, FinalHead, Framing, Reply};
 use super::{MAX_RESPONSE_HEAD, respond};
-use crate::pipeline::Rejection;
 use crate::pipeline::call::{self, AttemptError, Exchange, Failure};
 use crate::pool::Endpoint;
-use crate::problem::ProxyError;
 
 /// The per-connection buffers of an exchange.
 pub struct Buffers {
@@ -217,28 +215,12 @@ pub async fn exchange(
             return false;
         }
         Some(Some(Err(error))) => {
-            upstream.metrics.error(error.failure.kind());
-            tracing::warn!(
-                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
-                route = &*route.name,
-                upstream = %upstream.name,
-                error = %crate::proxy::ErrorChain(&error),
-                "upstream request failed"
-            );
-            let error = ProxyError::UpstreamUnavailable;
-            return respond(client, &mut io.client_out, ctx, Rejection { error, close }).await;
+            let rejection = call::failed(&route, &ctx, Some(&error), close);
+            return respond(client, &mut io.client_out, ctx, rejection).await;
         }
         None => {
-            upstream.metrics.error(UpstreamErrorKind::Timeout);
-            tracing::warn!(
-                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
-                route = &*route.name,
-                upstream = %upstream.name,
-                timeout_ms = route.timeout.as_millis() as u64,
-                "upstream did not answer within the route timeout"
-            );
-            let error = ProxyError::UpstreamTimeout;
-            return respond(client, &mut io.client_out, ctx, Rejection { error, close }).await;
+            let rejection = call::failed(&route, &ctx, None, close);
+            return respond(client, &mut io.client_out, ctx, rejection).await;
         }
     };
 

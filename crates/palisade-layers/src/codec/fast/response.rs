@@ -6,6 +6,7 @@ use http::HeaderValue;
 use crate::pipeline::forward::{HeaderSink, decimal};
 use crate::pipeline::head::{Kind, kind};
 use crate::pipeline::reject::with_date;
+use crate::pipeline::respond;
 
 fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.header(name, value);
@@ -181,17 +182,8 @@ pub fn translate(
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
     for (h, k) in headers.iter().zip(kinds) {
-        let keep = match k {
-            Kind::Connection
-            | Kind::TransferEncoding
-            | Kind::Upgrade
-            | Kind::HopByHop
-            | Kind::RequestId
-            | Kind::Traceresponse => false,
-            // One value, written below: `Content-Length: 5, 5` goes out as 5 (RFC 9110 §8.6).
-            Kind::ContentLength => false,
-            _ => !conn.names(h.name.as_bytes(), headers),
-        };
+        let named = conn.names(h.name.as_bytes(), headers);
+        let keep = respond::keeps(k, named, false);
         if keep {
             put_header(out, h.name.as_bytes(), h.value);
         }

@@ -15,13 +15,14 @@ use std::sync::atomic::AtomicBool;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use palisade_telemetry::metrics::UpstreamErrorKind;
 
-use crate::pipeline::head::{BodyKind, Line, RequestHead};
+use crate::pipeline::head::{BodyKind, Kind, Line, RequestHead, kind};
 use crate::pipeline::reject::{ResponseSink, render};
-use crate::pipeline::{self, Admission, Codec, Peer, Rejection, RequestCtx, call, forward};
+use crate::pipeline::{
+    self, Admission, Codec, Peer, Rejection, RequestCtx, call, forward, respond,
+};
 use crate::problem::ProxyError;
-use crate::proxy::{ErrorChain, Proxy};
+use crate::proxy::Proxy;
 use crate::routing::Route;
 use crate::trace_context::TRACERESPONSE;
 use body::{FromUpstream, RequestBody, RequestBodyError, ResponseBody};
@@ -135,45 +136,24 @@ pub async fn handle(
     let (resp, checkout) = match sent {
         Ok(Ok(sent)) => sent,
         Ok(Err(error)) => {
-            let problem = match body_error(&error) {
-                Some(RequestBodyError::TooLarge { .. }) => ProxyError::PayloadTooLarge,
-                Some(RequestBodyError::Idle(_)) => ProxyError::RequestTimeout,
+            // The client's own body ended the call: its fault, not the upstream's.
+            let client_fault = match body_error(&error) {
+                Some(RequestBodyError::TooLarge { .. }) => Some(ProxyError::PayloadTooLarge),
+                Some(RequestBodyError::Idle(_)) => Some(ProxyError::RequestTimeout),
                 // A malformed body (bad chunk framing); a client that left never sees it and
                 // its request is logged as 499 when this response is dropped unsent.
-                Some(RequestBodyError::Read(_)) => ProxyError::BadRequest,
-                _ => {
-                    upstream.metrics.error(error.failure.kind());
-                    ProxyError::UpstreamUnavailable
-                }
+                Some(RequestBodyError::Read(_)) => Some(ProxyError::BadRequest),
+                None => None,
             };
-            tracing::warn!(
-                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
-                route = &*route.name,
-                upstream = %upstream.name,
-                error = %ErrorChain(&error),
-                "upstream request failed"
-            );
-            let close = close || problem != ProxyError::UpstreamUnavailable;
-            return reject(
-                ctx,
-                Rejection {
-                    error: problem,
-                    close,
-                },
-                version,
-            );
+            let rejection = match client_fault {
+                Some(error) => Rejection { error, close: true },
+                None => call::failed(&route, &ctx, Some(&error), close),
+            };
+            return reject(ctx, rejection, version);
         }
         Err(_) => {
-            upstream.metrics.error(UpstreamErrorKind::Timeout);
-            tracing::warn!(
-                request_id = ctx.record.request_id.to_str().unwrap_or_default(),
-                route = &*route.name,
-                upstream = %upstream.name,
-                timeout_ms = route.timeout.as_millis() as u64,
-                "upstream did not answer within the route timeout"
-            );
-            let error = ProxyError::UpstreamTimeout;
-            return reject(ctx, Rejection { error, close }, version);
+            let rejection = call::failed(&route, &ctx, None, close);
+            return reject(ctx, rejection, version);
         }
     };
     let exchanged = Exchanged {
@@ -211,6 +191,33 @@ fn upstream_headers(
     headers
 }
 
+/// Removes the upstream response headers the pipeline does not pass on ([`respond::keeps`]).
+fn client_headers(headers: &mut HeaderMap, switching: bool) {
+    let dropped: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str().as_bytes();
+            let named = respond::named_by(
+                headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                name,
+            );
+            // Content-Length stays for hyper to frame by; it is made one value below.
+            let kind = kind(name);
+            kind != Kind::ContentLength && !respond::keeps(kind, named, switching)
+        })
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+    if switching {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
 /// What the response needs from the exchange that brought it.
 struct Exchanged {
     checkout: Option<crate::pool::Checkout>,
@@ -244,8 +251,7 @@ fn respond(
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
     }
-    let headers = resp.headers_mut();
-    crate::headers::strip_hop_by_hop(headers, switching);
+    client_headers(resp.headers_mut(), switching);
     // One Content-Length value: `5, 5` goes out as 5 (RFC 9110 §8.6).
     if let Some(n) = http_body::Body::size_hint(resp.body()).exact()
         && resp.headers().contains_key(header::CONTENT_LENGTH)
