@@ -4,10 +4,10 @@
 
 use super::head::Kind;
 
-/// Whether an upstream response header of `kind` goes on to the client. `connection_named`:
-/// a `Connection` line of the response names it. `switching`: a `101` to a WebSocket
-/// handshake, whose `Upgrade` goes on.
-pub fn keeps(kind: Kind, connection_named: bool, switching: bool) -> bool {
+/// Whether an upstream response header of `kind` goes on to the client. `connection_named`
+/// tells whether a `Connection` line of the response names it (asked only when it matters).
+/// `switching`: a `101` to a WebSocket handshake, whose `Upgrade` goes on.
+pub fn keeps(kind: Kind, connection_named: impl FnOnce() -> bool, switching: bool) -> bool {
     match kind {
         // Hop-by-hop, or set by Palisade itself. `Content-Length` is written again by the
         // codec as one value (`5, 5` goes out as 5, RFC 9110 §8.6).
@@ -18,7 +18,7 @@ pub fn keeps(kind: Kind, connection_named: bool, switching: bool) -> bool {
         | Kind::Traceresponse
         | Kind::ContentLength => false,
         Kind::Upgrade => switching,
-        _ => !connection_named,
+        _ => !connection_named(),
     }
 }
 
@@ -45,12 +45,12 @@ mod tests {
             "traceresponse",
             "proxy-authenticate",
         ] {
-            assert!(!keeps(kind(name.as_bytes()), false, false), "{name}");
+            assert!(!keeps(kind(name.as_bytes()), || false, false), "{name}");
         }
-        assert!(keeps(kind(b"content-type"), false, false));
-        assert!(!keeps(kind(b"x-secret"), true, false));
-        assert!(!keeps(kind(b"upgrade"), false, false));
-        assert!(keeps(kind(b"upgrade"), false, true));
+        assert!(keeps(kind(b"content-type"), || false, false));
+        assert!(!keeps(kind(b"x-secret"), || true, false));
+        assert!(!keeps(kind(b"upgrade"), || false, false));
+        assert!(keeps(kind(b"upgrade"), || false, true));
         let lines: [&[u8]; 2] = [b"keep-alive", b"X-Secret , close"];
         assert!(named_by(lines.iter().copied(), b"x-secret"));
         assert!(!named_by(lines.iter().copied(), b"x-other"));

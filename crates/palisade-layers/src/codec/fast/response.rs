@@ -182,8 +182,7 @@ pub fn translate(
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
     for (h, k) in headers.iter().zip(kinds) {
-        let named = conn.names(h.name.as_bytes(), headers);
-        let keep = respond::keeps(k, named, false);
+        let keep = respond::keeps(k, || conn.names(h.name.as_bytes(), headers), false);
         if keep {
             put_header(out, h.name.as_bytes(), h.value);
         }

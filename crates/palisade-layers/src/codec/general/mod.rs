@@ -197,13 +197,10 @@ fn client_headers(headers: &mut HeaderMap, switching: bool) {
         .keys()
         .filter(|name| {
             let name = name.as_str().as_bytes();
-            let named = respond::named_by(
-                headers
-                    .get_all(header::CONNECTION)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                name,
-            );
+            let named = || {
+                let lines = headers.get_all(header::CONNECTION).iter();
+                respond::named_by(lines.map(HeaderValue::as_bytes), name)
+            };
             // Content-Length stays for hyper to frame by; it is made one value below.
             let kind = kind(name);
             kind != Kind::ContentLength && !respond::keeps(kind, named, switching)
