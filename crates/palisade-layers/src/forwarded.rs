@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderName;
 use ipnet::IpNet;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -76,49 +76,6 @@ impl TrustedProxies {
             keep_host: trusted && has_host,
         }
     }
-
-    /// Sets the forwarding headers for the upstream and returns the client address: the peer
-    /// itself, or — behind trusted proxies — the right-most address in `X-Forwarded-For` that
-    /// is not a trusted proxy.
-    pub fn apply(
-        &self,
-        headers: &mut HeaderMap,
-        peer: IpAddr,
-        host: Option<&HeaderValue>,
-    ) -> IpAddr {
-        let decided = self.decide(
-            peer,
-            || {
-                headers
-                    .get_all(&X_FORWARDED_FOR)
-                    .iter()
-                    .map(HeaderValue::as_bytes)
-            },
-            headers.contains_key(&X_FORWARDED_PROTO),
-            headers.contains_key(&X_FORWARDED_HOST),
-        );
-        let xff = match &decided.extended_for {
-            Some(chain) => HeaderValue::from_str(chain),
-            None => HeaderValue::from_str(&peer.to_canonical().to_string()),
-        };
-        if let Ok(v) = xff {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-        if !decided.keep_proto {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        }
-        if !decided.keep_host {
-            match host {
-                Some(h) => {
-                    headers.insert(X_FORWARDED_HOST, h.clone());
-                }
-                None => {
-                    headers.remove(&X_FORWARDED_HOST);
-                }
-            }
-        }
-        decided.client
-    }
 }
 
 /// What the gateway sends upstream about the client.
@@ -141,45 +98,30 @@ pub struct Forwarding {
 mod tests {
     use super::*;
 
-    fn hdrs(pairs: &[(&HeaderName, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append((*k).clone(), HeaderValue::from_static(v));
-        }
-        h
+    fn decide(tp: &TrustedProxies, peer: &str, xff: &[&str]) -> Forwarding {
+        let lines: Vec<&[u8]> = xff.iter().map(|v| v.as_bytes()).collect();
+        tp.decide(peer.parse().unwrap(), || lines.iter().copied(), true, true)
     }
 
     #[test]
-    fn untrusted_peer_cannot_forge_its_address() {
+    fn an_untrusted_peer_cannot_forge_its_address() {
         let tp = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
-        let mut h = hdrs(&[
-            (&X_FORWARDED_FOR, "1.2.3.4"),
-            (&X_FORWARDED_PROTO, "https"),
-            (&X_FORWARDED_HOST, "evil.example"),
-        ]);
-        let host = HeaderValue::from_static("api.example.com");
-        let client = tp.apply(&mut h, "192.0.2.7".parse().unwrap(), Some(&host));
-        assert_eq!(client.to_string(), "192.0.2.7");
-        assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "192.0.2.7");
-        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "http");
-        assert_eq!(h.get(&X_FORWARDED_HOST).unwrap(), "api.example.com");
+        let f = decide(&tp, "192.0.2.7", &["1.2.3.4"]);
+        assert_eq!(f.client.to_string(), "192.0.2.7");
+        assert_eq!(f.extended_for, None, "the peer's address alone");
+        assert!(!f.trusted && !f.keep_proto && !f.keep_host);
     }
 
     #[test]
-    fn trusted_peer_extends_the_chain() {
+    fn a_trusted_peer_extends_the_chain() {
         let tp = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
-        let mut h = hdrs(&[
-            (&X_FORWARDED_FOR, "203.0.113.9, 10.1.1.1"),
-            (&X_FORWARDED_PROTO, "https"),
-            (&X_FORWARDED_HOST, "shop.example"),
-        ]);
-        let client = tp.apply(&mut h, "10.0.0.2".parse().unwrap(), None);
-        assert_eq!(client.to_string(), "203.0.113.9");
+        // Several lines are one list, in order; the client is the right-most untrusted hop.
+        let f = decide(&tp, "10.0.0.2", &["203.0.113.9", "10.1.1.1"]);
+        assert_eq!(f.client.to_string(), "203.0.113.9");
         assert_eq!(
-            h.get(&X_FORWARDED_FOR).unwrap(),
-            "203.0.113.9, 10.1.1.1, 10.0.0.2"
+            f.extended_for.as_deref(),
+            Some("203.0.113.9, 10.1.1.1, 10.0.0.2")
         );
-        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
-        assert_eq!(h.get(&X_FORWARDED_HOST).unwrap(), "shop.example");
+        assert!(f.trusted && f.keep_proto && f.keep_host);
     }
 }

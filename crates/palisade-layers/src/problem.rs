@@ -5,7 +5,7 @@
 //! is logged (with the request id) for the operator instead.
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -78,15 +78,6 @@ pub fn problem_body(error: ProxyError, request_id: &str) -> Bytes {
         error.type_slug(),
         error.title(),
     ))
-}
-
-/// Status, content type and body of the response for `error`.
-pub fn problem_parts(error: ProxyError, request_id: &str) -> (StatusCode, HeaderValue, Bytes) {
-    (
-        error.status(),
-        HeaderValue::from_static(PROBLEM_JSON),
-        problem_body(error, request_id),
-    )
 }
 
 #[cfg(test)]

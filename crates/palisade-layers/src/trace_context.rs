@@ -5,7 +5,7 @@
 //! specification asks. The gateway's span is returned to the client in `traceresponse`
 //! (Trace Context Level 2) so a caller can find the trace of a failed request.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderName;
 
 use crate::hex;
 
@@ -25,12 +25,7 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// Continues the incoming context when valid; otherwise starts a new, sampled trace.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self::from_traceparent(headers.get(TRACEPARENT).map(HeaderValue::as_bytes))
-    }
-
-    /// [`TraceContext::from_headers`] for an incoming `traceparent` value seen as bytes.
+    /// Continues the incoming `traceparent` when valid; otherwise starts a new, sampled trace.
     pub fn from_traceparent(traceparent: Option<&[u8]>) -> Self {
         let span_id = new_span_id();
         match traceparent.and_then(parse) {
@@ -58,12 +53,6 @@ impl TraceContext {
     }
 
     /// `00-<trace id>-<gateway span id>-<flags>`: the value for the upstream and `traceresponse`.
-    pub fn header_value(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.header_bytes())
-            .unwrap_or_else(|_| HeaderValue::from_static(""))
-    }
-
-    /// [`TraceContext::header_value`] as bytes.
     pub fn header_bytes(&self) -> [u8; 55] {
         let mut out = [0u8; 55];
         out[..3].copy_from_slice(b"00-");
@@ -73,16 +62,6 @@ impl TraceContext {
         out[52] = b'-';
         out[53..].copy_from_slice(&self.flags);
         out
-    }
-
-    /// Rewrites the request headers for the upstream: `traceparent` (this context's
-    /// [`TraceContext::header_value`], passed in so it is built once per request) names our
-    /// span as parent; `tracestate` is kept only when it belongs to a valid incoming context.
-    pub fn apply_upstream(&self, headers: &mut HeaderMap, traceparent: HeaderValue) {
-        if self.parent_id.is_none() {
-            headers.remove(TRACESTATE);
-        }
-        headers.insert(TRACEPARENT, traceparent);
     }
 }
 
@@ -122,30 +101,25 @@ fn new_span_id() -> [u8; 16] {
 mod tests {
     use super::*;
 
-    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-    fn headers(tp: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(TRACEPARENT, HeaderValue::from_str(tp).unwrap());
-        h.insert(TRACESTATE, HeaderValue::from_static("vendor=x"));
-        h
-    }
+    const VALID: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     #[test]
     fn continues_a_valid_trace_with_a_child_span() {
-        let mut h = headers(VALID);
-        let ctx = TraceContext::from_headers(&h);
+        let ctx = TraceContext::from_traceparent(Some(VALID));
         assert_eq!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(ctx.span_id(), "00f067aa0ba902b7");
-        ctx.apply_upstream(&mut h, ctx.header_value());
-        let sent = h.get(TRACEPARENT).unwrap().to_str().unwrap();
+        assert!(ctx.parent_id.is_some());
+        let sent = String::from_utf8(ctx.header_bytes().to_vec()).unwrap();
         assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(sent.ends_with("-01"));
-        assert_eq!(h.get(TRACESTATE).unwrap(), "vendor=x");
+        assert!(
+            !sent.contains("00f067aa0ba902b7"),
+            "the gateway's span is the parent"
+        );
     }
 
     #[test]
-    fn replaces_malformed_context_and_drops_its_state() {
+    fn replaces_a_malformed_context_with_a_new_trace() {
         for bad in [
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -154,18 +128,16 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "garbage",
         ] {
-            let mut h = headers(bad);
-            let ctx = TraceContext::from_headers(&h);
+            let ctx = TraceContext::from_traceparent(Some(bad.as_bytes()));
+            // No parent: the request's `tracestate` is not forwarded (pipeline::forward).
             assert_eq!(ctx.parent_id, None, "{bad}");
             assert_ne!(ctx.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-            ctx.apply_upstream(&mut h, ctx.header_value());
-            assert!(h.get(TRACESTATE).is_none());
         }
     }
 
     #[test]
     fn accepts_future_versions_with_extra_fields() {
-        let h = headers("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-abc");
-        assert!(TraceContext::from_headers(&h).parent_id.is_some());
+        let v = b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-abc";
+        assert!(TraceContext::from_traceparent(Some(v)).parent_id.is_some());
     }
 }

@@ -20,7 +20,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::Version;
 use palisade_telemetry::metrics::{Metrics, RouteMetrics};
 
 use crate::access::AccessRecord;
@@ -239,9 +238,4 @@ fn refuse<'a>(
     );
     let error = ProxyError::BadRequest;
     Admission::Reject(ctx, Rejection { error, close: true })
-}
-
-/// HTTP/1.0 and 1.1 share the fast codec's parser; anything else is the general codec's.
-pub fn is_http1(version: Version) -> bool {
-    version == Version::HTTP_11 || version == Version::HTTP_10
 }
