@@ -10,6 +10,15 @@ use palisade_telemetry::metrics::RouteMetrics;
 
 use crate::upstream::Upstream;
 
+/// A check a route runs on every request head it matches, compiled from its config. The
+/// capabilities to come (per-IP limits, method and type checks, identity, tier limits) add
+/// their checks here; [`crate::pipeline::checks`] runs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadCheck {
+    /// `max_request_body`: a declared body longer than this is refused with 413 up front.
+    BodyLimit(u64),
+}
+
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
@@ -21,6 +30,8 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     pub timeout: Duration,
     pub max_request_body: Option<u64>,
+    /// Run in order on each request head; the first refusal answers.
+    pub checks: Vec<HeadCheck>,
     pub metrics: RouteMetrics,
 }
 
@@ -50,6 +61,11 @@ impl Route {
             upstream,
             timeout: cfg.timeout.get(),
             max_request_body: cfg.max_request_body.map(|b| b.as_u64()),
+            checks: cfg
+                .max_request_body
+                .map(|b| HeadCheck::BodyLimit(b.as_u64()))
+                .into_iter()
+                .collect(),
             metrics,
         }
     }

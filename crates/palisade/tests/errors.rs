@@ -49,6 +49,20 @@ both_codecs! {
         let body = assert_problem(resp, 404, "no-route").await;
         assert_eq!(body["title"], "Not Found");
         assert_eq!(upstream.requests_seen(), 0);
+        // A malformed head is refused too, and each answer is counted by its reason.
+        let resp = common::client()
+            .get(gw.url("/api/a%2Fb"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 400, "bad-request").await;
+        let metrics = common::metrics_text(&gw).await;
+        for series in [
+            r#"palisade_http_rejections_total{route="none",reason="no-route"} 1"#,
+            r#"palisade_http_rejections_total{route="none",reason="bad-request"} 1"#,
+        ] {
+            assert!(metrics.contains(series), "{series} missing: {metrics}");
+        }
     }
 
     async fn unreachable_upstream_is_502(codec: Codec) {

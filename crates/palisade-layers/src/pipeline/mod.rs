@@ -9,6 +9,7 @@
 //! request to the general codec at the existing hand-off point.
 
 pub mod call;
+pub mod checks;
 pub mod forward;
 pub mod head;
 pub mod path;
@@ -184,12 +185,8 @@ pub fn admit<'a>(
         let error = ProxyError::NoRoute;
         return Admission::Reject(ctx, Rejection { error, close });
     };
-    if let (Some(limit), BodyKind::Length(n)) = (route.max_request_body, facts.body)
-        && n > limit
-    {
-        // The body is not read, so the connection cannot carry another request.
-        let error = ProxyError::PayloadTooLarge;
-        return Admission::Reject(ctx, Rejection { error, close: true });
+    if let Some(rejection) = checks::run(&route.checks, &facts) {
+        return Admission::Reject(ctx, rejection);
     }
     let target = match (normalized, query) {
         (Cow::Borrowed(_), _) => Cow::Borrowed(head.target),

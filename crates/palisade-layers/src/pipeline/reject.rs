@@ -36,6 +36,7 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
     let status = rejection.error.status();
     let record = &mut ctx.record;
     record.status = status.as_u16();
+    record.metrics.rejected(rejection.error.type_slug());
     let body = problem_body(
         rejection.error,
         record.request_id.to_str().unwrap_or_default(),

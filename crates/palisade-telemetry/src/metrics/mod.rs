@@ -32,7 +32,7 @@ pub use exposition::Format;
 pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
 
-use route::{RequestLabels, request_duration_histogram};
+use route::{RejectionLabels, RequestLabels, request_duration_histogram};
 use upstream::{FailoverLabels, UpstreamLabels};
 
 /// A gauge holding a float, for timestamps and durations in seconds.
@@ -62,6 +62,7 @@ struct FieldLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    rejections: Family<RejectionLabels, Counter>,
     durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
     upstream_errors: Family<UpstreamLabels, Counter>,
@@ -92,6 +93,7 @@ impl Metrics {
     pub fn new_with(version: &str, register: impl FnOnce(&mut Registry)) -> Arc<Metrics> {
         let mut metrics = Metrics {
             requests: Family::default(),
+            rejections: Family::default(),
             durations: Family::new_with_constructor(request_duration_histogram),
             in_flight: Gauge::default(),
             upstream_errors: Family::default(),
@@ -141,6 +143,11 @@ impl Metrics {
             HTTP_REQUEST_DURATION_SECONDS,
             "Time from receiving an HTTP request to the end of its response body, in seconds",
             self.durations.clone(),
+        );
+        r.register(
+            HTTP_REJECTIONS,
+            "Requests Palisade answered itself, by route and problem type",
+            self.rejections.clone(),
         );
         r.register(
             HTTP_REQUESTS_IN_FLIGHT,
@@ -229,7 +236,12 @@ impl Metrics {
     /// The handle a route's service records its requests with. Create it when the config
     /// snapshot is built, not per request. Use [`NO_ROUTE`] for requests that match no route.
     pub fn route(&self, route: &str) -> RouteMetrics {
-        RouteMetrics::new(route, self.requests.clone(), self.durations.clone())
+        RouteMetrics::new(
+            route,
+            self.requests.clone(),
+            self.durations.clone(),
+            self.rejections.clone(),
+        )
     }
 
     /// The handle an upstream's client records its failures with.

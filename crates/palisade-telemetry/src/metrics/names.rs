@@ -11,6 +11,10 @@ pub const HTTP_REQUESTS: &str = "palisade_http_requests";
 /// Histogram `palisade_http_request_duration_seconds{route,method,status_class}` (with
 /// `_bucket`, `_sum` and `_count` series): time from receiving a request to the end of its response body.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "palisade_http_request_duration_seconds";
+/// Counter `palisade_http_rejections_total{route,reason}`: requests Palisade answered itself
+/// instead of the upstream; `reason` is the problem type's slug (`bad-request`, `no-route`,
+/// `request-timeout`, `payload-too-large`, `upstream-unavailable`, `upstream-timeout`).
+pub const HTTP_REJECTIONS: &str = "palisade_http_rejections";
 /// Gauge `palisade_http_requests_in_flight`: requests being handled right now.
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "palisade_http_requests_in_flight";
 /// Counter `palisade_upstream_request_errors_total{upstream,kind}`: failed upstream requests.

@@ -82,10 +82,18 @@ pub struct RouteMetrics {
     inner: Arc<RouteInner>,
 }
 
+/// The labels of `palisade_http_rejections_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RejectionLabels {
+    route: Arc<str>,
+    reason: &'static str,
+}
+
 #[derive(Debug)]
 struct RouteInner {
     route: Arc<str>,
     requests: Family<RequestLabels, Counter>,
+    rejections: Family<RejectionLabels, Counter>,
     durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
     /// The series of each (method, status class), looked up in the families on first use so
     /// that only combinations that happened appear, and never looked up again.
@@ -97,11 +105,13 @@ impl RouteMetrics {
         route: &str,
         requests: Family<RequestLabels, Counter>,
         durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
+        rejections: Family<RejectionLabels, Counter>,
     ) -> Self {
         RouteMetrics {
             inner: Arc::new(RouteInner {
                 route: Arc::from(route),
                 requests,
+                rejections,
                 durations,
                 series: Default::default(),
             }),
@@ -111,6 +121,18 @@ impl RouteMetrics {
     /// The route name this handle labels its series with.
     pub fn route(&self) -> &str {
         &self.inner.route
+    }
+
+    /// Counts a request Palisade answered itself, by the problem type's slug (`bad-request`,
+    /// `no-route`, `payload-too-large`, ...: a fixed set, so the label stays bounded).
+    pub fn rejected(&self, reason: &'static str) {
+        self.inner
+            .rejections
+            .get_or_create(&RejectionLabels {
+                route: self.inner.route.clone(),
+                reason,
+            })
+            .inc();
     }
 
     /// Records one answered request: counts it and observes its duration.
