@@ -7,13 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet -p palisade -p palisade-testkit --bin palisade --bin palisade-upstream
+# DEMO_BIN_DIR: a directory that already holds both binaries, skipping the build (the demo's
+# own test sets it; not PALISADE_..., which would be read as a config override).
+bin=${DEMO_BIN_DIR:-./target/debug}
+if [[ -z "${DEMO_BIN_DIR:-}" ]]; then
+  cargo build --quiet -p palisade -p palisade-testkit --bin palisade --bin palisade-upstream
+fi
 
 # Each child gets a process group of its own (set -m), so the terminal's Ctrl-C reaches only
 # this script, which decides the order. Processes are stopped by PID only.
 PALISADE_PID=
 set -m
-./target/debug/palisade-upstream --listen 127.0.0.1:3000 &
+"$bin/palisade-upstream" --listen 127.0.0.1:3000 &
 UPSTREAM_PID=$!
 set +m
 
@@ -43,7 +48,7 @@ sample service. A second Ctrl-C skips the rest of the drain.
 
 TXT
 set -m
-PALISADE_LOG__FORMAT=${PALISADE_LOG__FORMAT:-pretty} ./target/debug/palisade run &
+PALISADE_LOG__FORMAT=${PALISADE_LOG__FORMAT:-pretty} "$bin/palisade" run &
 PALISADE_PID=$!
 set +m
 
