@@ -111,9 +111,14 @@ impl Router {
         Self { routes }
     }
 
-    /// The first route matching the request. `host` may carry a port; it is ignored.
+    /// The first route matching the request. `host` may carry a port and a trailing dot; both
+    /// are ignored.
     pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&Arc<Route>> {
-        let host = host.map(strip_port);
+        // `admin.example.` is `admin.example` (a fully qualified name), as NGINX matches it.
+        let host = host.map(|h| {
+            let h = strip_port(h);
+            h.strip_suffix('.').unwrap_or(h)
+        });
         self.routes.iter().find(|r| r.matches(host, path, method))
     }
 

@@ -6,7 +6,8 @@
 //! (as NGINX's default `proxy_next_upstream error timeout`), and an endpoint that refused a
 //! connection is skipped for a short backoff. A request that may have reached the upstream is
 //! sent again only when it is safe to repeat and its connection was a reused one that closed
-//! before any answer (the upstream closing an idle connection as it was being reused). The
+//! before a complete final response head (the upstream closing an idle connection as it was
+//! being reused), as NGINX's `proxy_next_upstream error` does. The
 //! route's timeout covers every attempt; the codec enforces it around [`call`].
 
 use std::sync::Arc;
@@ -23,7 +24,8 @@ pub enum Failure {
     Connect,
     /// A reused connection failed while the request was written: nothing was delivered.
     StaleBeforeSend,
-    /// A reused connection closed after the request was written, before any answer.
+    /// A reused connection closed after the request was written, before a complete final
+    /// response head.
     StaleAfterSend,
     /// Anything else, after the request may have been delivered.
     Exchange(UpstreamErrorKind),

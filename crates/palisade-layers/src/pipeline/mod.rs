@@ -143,9 +143,12 @@ pub fn admit<'a>(
     if codec == Codec::Fast && !facts.body.is_empty() {
         return Admission::General;
     }
-    let (path, query) = match head.target.split_once('?') {
+    // A fragment is not part of a request target; hyper drops it, and so does the fast codec,
+    // or `/internal#x` would match another route than the `/internal` the upstream serves.
+    let target = head.target.split_once('#').map_or(head.target, |(t, _)| t);
+    let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
-        None => (head.target, None),
+        None => (target, None),
     };
     let normalized = match path::normalize(path) {
         Ok(p) => p,
@@ -189,7 +192,7 @@ pub fn admit<'a>(
         return Admission::Reject(ctx, rejection);
     }
     let target = match (normalized, query) {
-        (Cow::Borrowed(_), _) => Cow::Borrowed(head.target),
+        (Cow::Borrowed(_), _) => Cow::Borrowed(target),
         (Cow::Owned(mut p), Some(q)) => {
             p.push('?');
             p.push_str(q);

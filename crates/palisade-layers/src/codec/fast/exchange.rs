@@ -100,10 +100,12 @@ impl FastExchange<'_, '_> {
                 io.upstream_in.resize(io.upstream_in.len() * 2, 0);
             }
             let n = match upstream.read(&mut io.upstream_in[filled..]).await {
-                Ok(0) if filled == 0 && reused => {
+                // Before a complete final head (1xx aside), as NGINX's `proxy_next_upstream
+                // error`: the call may send an idempotent request once more.
+                Ok(0) if reused => {
                     return Err(AttemptError::new(
                         Failure::StaleAfterSend,
-                        "the reused connection was closed before an answer",
+                        "the reused connection was closed before a complete response head",
                     ));
                 }
                 Ok(0) => {
@@ -113,7 +115,7 @@ impl FastExchange<'_, '_> {
                     ));
                 }
                 Ok(n) => n,
-                Err(error) if filled == 0 && reused && is_reset(&error) => {
+                Err(error) if reused && is_reset(&error) => {
                     return Err(AttemptError::new(Failure::StaleAfterSend, error));
                 }
                 Err(error) => {

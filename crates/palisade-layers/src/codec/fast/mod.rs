@@ -204,10 +204,12 @@ pub async fn serve(
     }
 }
 
-/// Writes a response the proxy renders itself into a buffer, body included.
+/// Writes a response the proxy renders itself into a buffer, body included unless it answers
+/// a HEAD (whose `Content-Length` still says how long the body would be).
 struct WireSink<'a> {
     out: &'a mut Vec<u8>,
     body_len: u64,
+    head_request: bool,
 }
 
 impl ResponseSink for WireSink<'_> {
@@ -226,8 +228,10 @@ impl ResponseSink for WireSink<'_> {
 
     fn body(&mut self, body: Bytes) {
         self.out.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(&body);
-        self.body_len = body.len() as u64;
+        if !self.head_request {
+            self.out.extend_from_slice(&body);
+            self.body_len = body.len() as u64;
+        }
     }
 }
 
@@ -240,7 +244,12 @@ async fn respond(
     rejection: Rejection,
 ) -> bool {
     out.clear();
-    let mut sink = WireSink { out, body_len: 0 };
+    let head_request = ctx.record.method == http::Method::HEAD;
+    let mut sink = WireSink {
+        out,
+        body_len: 0,
+        head_request,
+    };
     render(&rejection, &mut ctx, &mut sink);
     let body_len = sink.body_len;
     if client.write_all(out).await.is_ok() {

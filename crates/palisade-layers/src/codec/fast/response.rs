@@ -191,7 +191,8 @@ pub fn translate(
         out.extend_from_slice(b"\r\n");
         return Ok(Response::Interim { consumed });
     }
-    if let (None, Some(n)) = (chunked, length) {
+    // RFC 9110 §8.6: never on a 204; a HEAD's or 304's tells the length the body would have.
+    if let (None, Some(n), false) = (chunked, length, status == 204) {
         put_header(out, b"content-length", decimal(n, &mut [0; 20]));
     }
     if !has_date {

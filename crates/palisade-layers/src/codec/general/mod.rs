@@ -115,6 +115,7 @@ pub async fn handle(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let version = req.version();
     let method = req.method().clone();
+    let head_request = method == http::Method::HEAD;
     let body = RequestBody::new(
         req.into_body(),
         route.max_request_body,
@@ -162,6 +163,7 @@ pub async fn handle(
         request_sent,
         close,
         version,
+        head_request,
         idle: route.timeout,
         metrics: upstream.metrics.clone(),
     };
@@ -189,6 +191,24 @@ fn upstream_headers(
         headers.append(name, value);
     }
     headers
+}
+
+/// The client's `Content-Length` (RFC 9110 §8.6), one value: the length hyper framed the body
+/// by; a HEAD's as the upstream said (the body it describes is not sent); none on a 204 or when
+/// the upstream's body was chunked (a `Content-Length` beside `Transfer-Encoding` is wrong).
+fn content_length(resp: &mut Response<Incoming>, head_request: bool) {
+    let no_body = resp.status() == StatusCode::NO_CONTENT;
+    let exact = http_body::Body::size_hint(resp.body()).exact();
+    let headers = resp.headers_mut();
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if chunked || no_body {
+        headers.remove(header::CONTENT_LENGTH);
+    } else if !head_request
+        && headers.contains_key(header::CONTENT_LENGTH)
+        && let Some(n) = exact
+    {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
 }
 
 /// Removes the upstream response headers the pipeline does not pass on ([`respond::keeps`]).
@@ -223,6 +243,8 @@ struct Exchanged {
     close: bool,
     /// The client's version, which frames the response.
     version: Version,
+    /// The request was a HEAD: the response's `Content-Length` describes a body not sent.
+    head_request: bool,
     /// Longest wait for the next response body bytes.
     idle: std::time::Duration,
     metrics: palisade_telemetry::metrics::UpstreamMetrics,
@@ -240,6 +262,7 @@ fn respond(
         request_sent,
         close,
         version,
+        head_request,
         idle,
         metrics,
     } = x;
@@ -248,14 +271,9 @@ fn respond(
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
     }
+    // Before the hop-by-hop headers go: whether the body was chunked decides the length.
+    content_length(&mut resp, head_request);
     client_headers(resp.headers_mut(), switching);
-    // One Content-Length value: `5, 5` goes out as 5 (RFC 9110 §8.6).
-    if let Some(n) = http_body::Body::size_hint(resp.body()).exact()
-        && resp.headers().contains_key(header::CONTENT_LENGTH)
-    {
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-    }
     let headers = resp.headers_mut();
     headers.insert(
         crate::request_id::X_REQUEST_ID,
