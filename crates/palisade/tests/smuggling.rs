@@ -782,6 +782,18 @@ both_codecs! {
         }
         assert_all_right(&wrong);
     }
+
+    // Characters hyper's URI parser refuses are refused by the pipeline too, so both codecs
+    // answer the same bytes the same way.
+    async fn characters_that_must_be_encoded_are_refused(codec: Codec) {
+        let (_up, gw) = common::start(codec, "").await;
+        let mut wrong = Vec::new();
+        for target in ["/a<b", "/a>b", "/a`b", "/s?q=\"x\"", "/s?q=<x>"] {
+            let req = format!("GET {target} HTTP/1.1\r\nHost: app\r\n\r\n");
+            wrong.extend(refused_on(codec, &gw, &req).await);
+        }
+        assert_all_right(&wrong);
+    }
 }
 
 #[test]

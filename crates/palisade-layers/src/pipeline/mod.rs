@@ -151,6 +151,9 @@ pub fn admit<'a>(
         None => (target, None),
     };
     let normalized = match path::normalize(path) {
+        Ok(_) if query.is_some_and(path::invalid_query) => {
+            return refuse(head, peer, snap, metrics, path::BadPath::InvalidChar.into());
+        }
         Ok(p) => p,
         Err(bad) => return refuse(head, peer, snap, metrics, bad.into()),
     };

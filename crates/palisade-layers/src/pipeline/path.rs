@@ -22,6 +22,14 @@ pub enum BadPath {
     BadEscape,
     #[error("a .. segment above the root")]
     AboveRoot,
+    #[error("a character that must be percent-encoded (<, > or `)")]
+    InvalidChar,
+}
+
+/// True when `query` holds a character hyper's URI parser refuses (`"`, `<`, `>`), so both
+/// codecs refuse the same targets.
+pub fn invalid_query(query: &str) -> bool {
+    query.bytes().any(|b| matches!(b, b'"' | b'<' | b'>'))
 }
 
 /// The normalized form of `path` (the target without its query).
@@ -30,7 +38,18 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, BadPath> {
     if bytes.first() != Some(&b'/') {
         return Err(BadPath::NotAbsolute);
     }
-    let plain = !bytes.contains(&b'%') && !bytes.windows(2).any(|w| w == b"//" || w == b"/.");
+    // One pass: refuse what hyper's URI parser refuses, and see whether there is work to do.
+    let mut plain = true;
+    let mut prev = 0u8;
+    for &b in bytes {
+        match b {
+            b'<' | b'>' | b'`' => return Err(BadPath::InvalidChar),
+            b'%' => plain = false,
+            b'/' | b'.' if prev == b'/' => plain = false,
+            _ => {}
+        }
+        prev = b;
+    }
     if plain {
         return Ok(Cow::Borrowed(path));
     }
@@ -102,7 +121,15 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed() {
-        for p in ["/", "/api", "/api/", "/api/v1/users.json", "/a-b_c~d"] {
+        for p in [
+            "/",
+            "/api",
+            "/api/",
+            "/api/v1/users.json",
+            "/a-b_c~d",
+            "/a|b",
+            "/{\"j\":1}",
+        ] {
             assert!(matches!(normalize(p), Ok(Cow::Borrowed(_))), "{p}");
         }
     }
@@ -141,6 +168,9 @@ mod tests {
             ("/a/../../b", BadPath::AboveRoot),
             ("/%2e%2e/x", BadPath::AboveRoot),
             ("api", BadPath::NotAbsolute),
+            ("/a<b", BadPath::InvalidChar),
+            ("/a>b", BadPath::InvalidChar),
+            ("/a`b", BadPath::InvalidChar),
         ] {
             assert_eq!(normalize(raw), Err(why), "{raw}");
         }

@@ -128,6 +128,10 @@ pub fn translate(
             "switching protocols without an upgrade request",
         ));
     }
+    // As hyper's client: no status below 100.
+    if status < 100 {
+        return Err(BadResponse::Invalid("a status below 100"));
+    }
     let headers = &*resp.headers;
     let mut conn = ConnectionTokens::default();
     let mut chunked = None;
@@ -159,6 +163,12 @@ pub fn translate(
             }
             _ => {}
         }
+    }
+    // An HTTP/1.0 message has no transfer codings (RFC 9112 §6.1); hyper refuses it too.
+    if version == 0 && chunked.is_some() {
+        return Err(BadResponse::Invalid(
+            "transfer-encoding in an HTTP/1.0 response",
+        ));
     }
     let interim = (100..200).contains(&status);
     let framing = if interim || reply.head_request || status == 204 || status == 304 {
@@ -301,6 +311,14 @@ mod tests {
         );
         assert!(framing(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false).is_err());
         assert!(framing(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false).is_err());
+        assert!(framing(b"HTTP/1.1 099 Too Low\r\n\r\n", false).is_err());
+        assert!(
+            framing(
+                b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                false
+            )
+            .is_err()
+        );
         assert!(matches!(
             reply_to(
                 b"HTTP/1.1 103 Early Hints\r\nlink: <a>\r\n\r\nHTTP/1.1 200",
