@@ -617,6 +617,30 @@ both_codecs! {
         assert_eq!(next.map(|r| r.body), Ok(b"ok".to_vec()));
     }
 
+    // A 304's Content-Length describes the representation it validates, as a HEAD's does: if
+    // it goes on, it is the upstream's value (hyper's server drops it, the fast codec keeps it),
+    // never one that frames a body, and the connection goes on.
+    async fn a_304_response_never_gets_a_wrong_content_length(codec: Codec) {
+        let (addr, _) = scripted_upstream(|_, nth, _| {
+            if nth == 1 {
+                Act::Reply(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\nETag: \"v1\"\r\n\r\n")
+            } else {
+                Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            }
+        })
+        .await;
+        let gw = common::spawn(codec, &common::config_for(addr, ""), true).await;
+        let mut conn = Conn::open(&gw).await;
+        conn.send(&get("GET", "/file", &["Host: app", "If-None-Match: \"v1\""])).await;
+        let first = conn.response(false).await.unwrap();
+        conn.send(&get("GET", "/next", &["Host: app"])).await;
+        let next = conn.response(false).await;
+        assert_eq!(first.status, 304);
+        let lengths = first.all("content-length");
+        assert!(lengths.is_empty() || lengths == ["1234"], "{first:?}");
+        assert_eq!(next.map(|r| r.body), Ok(b"ok".to_vec()));
+    }
+
     // RFC 9110 §8.6: no Content-Length on a 204; hyper drops it. A client that frames by it
     // anyway would wait for body bytes that never come.
     async fn a_204_response_carries_no_content_length(codec: Codec) {

@@ -194,10 +194,13 @@ fn upstream_headers(
 }
 
 /// The client's `Content-Length` (RFC 9110 §8.6), one value: the length hyper framed the body
-/// by; a HEAD's as the upstream said (the body it describes is not sent); none on a 204 or when
-/// the upstream's body was chunked (a `Content-Length` beside `Transfer-Encoding` is wrong).
+/// by; a HEAD's or a 304's as the upstream said (the body it describes is not sent); none on a
+/// 204 or when the upstream's body was chunked (a `Content-Length` beside `Transfer-Encoding`
+/// is wrong).
 fn content_length(resp: &mut Response<Incoming>, head_request: bool) {
     let no_body = resp.status() == StatusCode::NO_CONTENT;
+    // A 304's length, like a HEAD's, describes a body that is not sent: keep it.
+    let head_request = head_request || resp.status() == StatusCode::NOT_MODIFIED;
     let exact = http_body::Body::size_hint(resp.body()).exact();
     let headers = resp.headers_mut();
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
