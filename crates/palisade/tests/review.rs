@@ -181,7 +181,7 @@ fn parse(buf: &[u8], head: bool, eof: bool) -> Result<Option<(Reply, usize)>, St
         .header("transfer-encoding")
         .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
     let body_len = if chunked {
-        let Some((body, n)) = dechunk(rest)? else {
+        let Some((body, n)) = common::wire::dechunk(rest)? else {
             return Ok(None);
         };
         reply.body = body;
@@ -203,40 +203,6 @@ fn parse(buf: &[u8], head: bool, eof: bool) -> Result<Option<(Reply, usize)>, St
         return Ok(None);
     };
     Ok(Some((reply, head_len + body_len)))
-}
-
-/// A chunked body at the start of `buf` and its length on the wire.
-fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
-    let line_end = |from: usize| buf[from..].windows(2).position(|w| w == b"\r\n");
-    let (mut body, mut at) = (Vec::new(), 0);
-    loop {
-        let Some(eol) = line_end(at) else {
-            return Ok(None);
-        };
-        let line = &buf[at..at + eol];
-        let size = line.split(|b| *b == b';').next().unwrap_or_default();
-        let size = std::str::from_utf8(size)
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-            .ok_or_else(|| format!("chunk size line {}", shown(line)))?;
-        at += eol + 2;
-        if size == 0 {
-            loop {
-                let Some(eol) = line_end(at) else {
-                    return Ok(None);
-                };
-                at += eol + 2;
-                if eol == 0 {
-                    return Ok(Some((body, at)));
-                }
-            }
-        }
-        if buf.len() < at + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&buf[at..at + size]);
-        at += size + 2;
-    }
 }
 
 fn get(method: &str, target: &str, lines: &[&str]) -> Vec<u8> {

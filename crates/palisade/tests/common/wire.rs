@@ -149,3 +149,38 @@ impl Wire {
         )
     }
 }
+
+/// A chunked body at the start of `buf` and its length on the wire; chunk extensions and
+/// trailer fields are skipped (tests that care look at the raw bytes).
+pub fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
+    let line_end = |from: usize| buf[from..].windows(2).position(|w| w == b"\r\n");
+    let (mut body, mut at) = (Vec::new(), 0);
+    loop {
+        let Some(eol) = line_end(at) else {
+            return Ok(None);
+        };
+        let line = &buf[at..at + eol];
+        let size = line.split(|b| *b == b';').next().unwrap_or_default();
+        let size = std::str::from_utf8(size)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .ok_or_else(|| format!("chunk size line {:?}", String::from_utf8_lossy(line)))?;
+        at += eol + 2;
+        if size == 0 {
+            loop {
+                let Some(eol) = line_end(at) else {
+                    return Ok(None);
+                };
+                at += eol + 2;
+                if eol == 0 {
+                    return Ok(Some((body, at)));
+                }
+            }
+        }
+        if buf.len() < at + size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&buf[at..at + size]);
+        at += size + 2;
+    }
+}
