@@ -182,19 +182,14 @@ impl<'a> Facts<'a> {
                 Kind::Host if host_line.is_some() => return Err(BadHead::DuplicateHost),
                 Kind::Host => host_line = Some(line.value),
                 Kind::Connection => {
-                    for token in line.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                        if token.eq_ignore_ascii_case(b"close") {
-                            close = true;
-                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                            if head.version == Version::HTTP_10 {
-                                close = false;
-                            }
-                        } else if token.eq_ignore_ascii_case(b"upgrade") {
-                            upgrade_token = true;
-                        } else if !token.is_empty() {
-                            names_headers = true;
-                        }
+                    let said = ConnectionValue::read(line.value);
+                    if said.close {
+                        close = true;
+                    } else if said.keep_alive && head.version == Version::HTTP_10 {
+                        close = false;
                     }
+                    upgrade_token |= said.upgrade;
+                    names_headers |= said.names_other;
                 }
                 // One line, one number: NGINX and hyper refuse lists and repeats, even of
                 // equal values, so the fast codec does too (RFC 9110 §8.6 allows either).
@@ -245,16 +240,57 @@ impl<'a> Facts<'a> {
     /// from), so it describes the client's connection and is not forwarded.
     pub fn connection_names(&self, lines: &[Line<'_>], name: &[u8]) -> bool {
         self.names_headers
-            && lines
-                .iter()
-                .filter(|l| l.kind == Kind::Connection)
-                .flat_map(|l| l.value.split(|b| *b == b','))
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+            && connection_names(
+                lines
+                    .iter()
+                    .filter(|l| l.kind == Kind::Connection)
+                    .map(|l| l.value),
+                name,
+            )
     }
 }
 
+/// What one `Connection` value says, in requests and responses alike.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnectionValue {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+    /// It names another header, which then describes this connection only.
+    pub names_other: bool,
+}
+
+impl ConnectionValue {
+    pub fn read(value: &[u8]) -> Self {
+        let mut said = Self::default();
+        for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                said.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                said.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                said.upgrade = true;
+            } else if !token.is_empty() {
+                said.names_other = true;
+            }
+        }
+        said
+    }
+}
+
+/// True when one of `connection_values` (the values of every `Connection` line) names `name`.
+pub fn connection_names<'a>(
+    mut connection_values: impl Iterator<Item = &'a [u8]>,
+    name: &[u8],
+) -> bool {
+    connection_values.any(|v| {
+        v.split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+    })
+}
+
 /// A `Content-Length` value: ASCII digits only (no sign, no spaces inside), at most 19 of them.
-fn parse_length(v: &[u8]) -> Option<u64> {
+pub fn parse_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }

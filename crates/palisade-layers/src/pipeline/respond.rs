@@ -22,14 +22,6 @@ pub fn keeps(kind: Kind, connection_named: impl FnOnce() -> bool, switching: boo
     }
 }
 
-/// True when one of `connection_values` (the response's `Connection` lines) names `name`.
-pub fn named_by<'a>(mut connection_values: impl Iterator<Item = &'a [u8]>, name: &[u8]) -> bool {
-    connection_values.any(|v| {
-        v.split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,7 +44,8 @@ mod tests {
         assert!(!keeps(kind(b"upgrade"), || false, false));
         assert!(keeps(kind(b"upgrade"), || false, true));
         let lines: [&[u8]; 2] = [b"keep-alive", b"X-Secret , close"];
-        assert!(named_by(lines.iter().copied(), b"x-secret"));
-        assert!(!named_by(lines.iter().copied(), b"x-other"));
+        let names = |name| crate::pipeline::head::connection_names(lines.iter().copied(), name);
+        assert!(names(b"x-secret"));
+        assert!(!names(b"x-other"));
     }
 }

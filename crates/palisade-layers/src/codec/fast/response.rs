@@ -4,54 +4,9 @@
 use http::HeaderValue;
 
 use crate::pipeline::forward::{HeaderSink, decimal};
-use crate::pipeline::head::{Kind, kind};
+use crate::pipeline::head::{ConnectionValue, Kind, connection_names, kind, parse_length};
 use crate::pipeline::reject::with_date;
 use crate::pipeline::respond;
-
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.header(name, value);
-}
-
-/// The tokens of a response's `Connection` lines: whether one says `close`, and the header
-/// names the others stand for.
-#[derive(Default)]
-struct ConnectionTokens<'a> {
-    close: bool,
-    lines: [&'a [u8]; 4],
-    count: usize,
-    /// More `Connection` lines than `lines` holds: every other header is checked by scanning.
-    overflow: bool,
-}
-
-impl<'a> ConnectionTokens<'a> {
-    fn add(&mut self, value: &'a [u8]) {
-        for token in value.split(|b| *b == b',') {
-            if token.trim_ascii().eq_ignore_ascii_case(b"close") {
-                self.close = true;
-            }
-        }
-        if self.count < self.lines.len() {
-            self.lines[self.count] = value;
-            self.count += 1;
-        } else {
-            self.overflow = true;
-        }
-    }
-
-    fn names(&self, name: &[u8], all: &[httparse::Header<'a>]) -> bool {
-        let named = |v: &[u8]| {
-            v.split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
-        };
-        if self.overflow {
-            all.iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-                .any(|h| named(h.value))
-        } else {
-            self.lines[..self.count].iter().any(|v| named(v))
-        }
-    }
-}
 
 /// Most header lines an upstream response head may have (hyper's limit too); more is a 502.
 const MAX_RESPONSE_HEADERS: usize = 100;
@@ -133,7 +88,7 @@ pub fn translate(
         return Err(BadResponse::Invalid("a status below 100"));
     }
     let headers = &*resp.headers;
-    let mut conn = ConnectionTokens::default();
+    let (mut close_asked, mut names_other) = (false, false);
     let mut chunked = None;
     let mut length: Option<u64> = None;
     let mut has_date = false;
@@ -141,7 +96,11 @@ pub fn translate(
     for (h, k) in headers.iter().zip(kinds.iter_mut()) {
         *k = kind(h.name.as_bytes());
         match *k {
-            Kind::Connection => conn.add(h.value),
+            Kind::Connection => {
+                let said = ConnectionValue::read(h.value);
+                close_asked |= said.close;
+                names_other |= said.names_other;
+            }
             Kind::Date => has_date = true,
             Kind::TransferEncoding => {
                 // Only the last coding decides whether the body is chunked.
@@ -150,10 +109,7 @@ pub fn translate(
             }
             Kind::ContentLength => {
                 for v in h.value.split(|b| *b == b',') {
-                    let n = std::str::from_utf8(v.trim_ascii())
-                        .ok()
-                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                        .and_then(|s| s.parse::<u64>().ok())
+                    let n = parse_length(v.trim_ascii())
                         .ok_or(BadResponse::Invalid("bad content-length"))?;
                     if length.is_some_and(|l| l != n) {
                         return Err(BadResponse::Invalid("conflicting content-length"));
@@ -192,9 +148,16 @@ pub fn translate(
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
     for (h, k) in headers.iter().zip(kinds) {
-        let keep = respond::keeps(k, || conn.names(h.name.as_bytes(), headers), false);
+        let named = || {
+            let lines = headers
+                .iter()
+                .zip(kinds)
+                .filter(|(_, k)| *k == Kind::Connection);
+            names_other && connection_names(lines.map(|(h, _)| h.value), h.name.as_bytes())
+        };
+        let keep = respond::keeps(k, named, false);
         if keep {
-            put_header(out, h.name.as_bytes(), h.value);
+            out.header(h.name.as_bytes(), h.value);
         }
     }
     if interim {
@@ -203,26 +166,26 @@ pub fn translate(
     }
     // RFC 9110 §8.6: never on a 204; a HEAD's or 304's tells the length the body would have.
     if let (None, Some(n), false) = (chunked, length, status == 204) {
-        put_header(out, b"content-length", decimal(n, &mut [0; 20]));
+        out.header(b"content-length", decimal(n, &mut [0; 20]));
     }
     if !has_date {
         // RFC 9110 §6.6.1: a proxy adds the Date an origin left out.
-        with_date(|date| put_header(out, b"date", date));
+        with_date(|date| out.header(b"date", date));
     }
     if framing == Framing::Chunked {
-        put_header(out, b"transfer-encoding", b"chunked");
+        out.header(b"transfer-encoding", b"chunked");
     }
-    put_header(out, b"x-request-id", reply.request_id.as_bytes());
-    put_header(out, b"traceresponse", reply.traceparent);
+    out.header(b"x-request-id", reply.request_id.as_bytes());
+    out.header(b"traceresponse", reply.traceparent);
     if close {
-        put_header(out, b"connection", b"close");
+        out.header(b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
     Ok(Response::Final(FinalHead {
         consumed,
         status,
         framing,
-        reusable: version == 1 && !conn.close && framing != Framing::Close,
+        reusable: version == 1 && !close_asked && framing != Framing::Close,
         close,
     }))
 }

@@ -2,8 +2,9 @@
 //! HTTP/1.0, anything the fast codec hands over), and this module turns each hyper request into
 //! the pipeline's view, and the pipeline's decisions back into a hyper request and response.
 //!
-//! The upstream request's headers are built anew by the pipeline ([`forward::write_headers`]),
-//! never edited in place, so the rules are exactly the fast codec's.
+//! The upstream request's headers are decided by the pipeline ([`forward::keeps`],
+//! [`forward::write_managed`]) and built anew, never edited in place, so the rules are exactly
+//! the fast codec's; the client's values are moved over rather than copied.
 
 pub mod body;
 mod exchange;
@@ -16,7 +17,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, 
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::pipeline::head::{BodyKind, Kind, Line, RequestHead, kind};
+use crate::pipeline::head::{BodyKind, Kind, Line, RequestHead, connection_names, kind};
 use crate::pipeline::reject::{ResponseSink, render};
 use crate::pipeline::{
     self, Admission, Codec, Peer, Rejection, RequestCtx, call, forward, respond,
@@ -222,7 +223,7 @@ fn client_headers(headers: &mut HeaderMap, switching: bool) {
             let name = name.as_str().as_bytes();
             let named = || {
                 let lines = headers.get_all(header::CONNECTION).iter();
-                respond::named_by(lines.map(HeaderValue::as_bytes), name)
+                connection_names(lines.map(HeaderValue::as_bytes), name)
             };
             // Content-Length stays for hyper to frame by; it is made one value below.
             let kind = kind(name);
