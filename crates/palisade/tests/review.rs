@@ -15,208 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Codec;
+use common::raw::{Conn, assert_all_right, request, shown};
 use palisade_testkit::gateway::Gateway;
 use palisade_testkit::upstream::UpstreamServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
-
-/// Longest wait for an answer.
-const ANSWER_WITHIN: Duration = Duration::from_secs(5);
-
-/// One response as it came off the wire.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-/// At most 200 bytes, escaped.
-fn shown(bytes: &[u8]) -> String {
-    format!(
-        "{:?}",
-        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-    )
-}
-
-/// A client connection that keeps what it read past the last response.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    eof: bool,
-}
-
-impl Conn {
-    async fn open(gw: &Gateway) -> Self {
-        let url = gw.url("");
-        let addr = url.trim_start_matches("http://").trim_end_matches('/');
-        Self {
-            stream: TcpStream::connect(addr).await.expect("connect"),
-            buf: Vec::new(),
-            eof: false,
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        let _ = tokio::time::timeout(ANSWER_WITHIN, self.stream.write_all(bytes)).await;
-    }
-
-    /// Reads more before `until`; false when the time ran out.
-    async fn read_more(&mut self, until: Instant) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
-        match tokio::time::timeout_at(until, self.stream.read(&mut chunk)).await {
-            Err(_) => false,
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                self.eof = true;
-                true
-            }
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    /// The next response (interim ones included); `head`: it answers a HEAD, so it has no
-    /// body whatever its headers say. `Err` says what came instead.
-    async fn response(&mut self, head: bool) -> Result<Reply, String> {
-        let until = Instant::now() + ANSWER_WITHIN;
-        loop {
-            match parse(&self.buf, head, self.eof) {
-                Ok(Some((reply, n))) => {
-                    self.buf.drain(..n);
-                    return Ok(reply);
-                }
-                Err(why) => return Err(format!("{why}: {}", shown(&self.buf))),
-                Ok(None) if self.eof => {
-                    return Err(format!(
-                        "closed before a whole response: {}",
-                        shown(&self.buf)
-                    ));
-                }
-                Ok(None) => {}
-            }
-            if !self.read_more(until).await {
-                return Err(format!(
-                    "no whole response within 5 s: {}",
-                    shown(&self.buf)
-                ));
-            }
-        }
-    }
-
-    /// The next final response, interim ones skipped.
-    async fn final_response(&mut self, head: bool) -> Result<Reply, String> {
-        loop {
-            let reply = self.response(head).await?;
-            if !(100..200).contains(&reply.status) {
-                return Ok(reply);
-            }
-        }
-    }
-
-    /// Bytes that arrive within `within` with nothing asked (stray bytes after a response).
-    async fn stray(&mut self, within: Duration) -> Vec<u8> {
-        let until = Instant::now() + within;
-        while !self.eof && self.read_more(until).await {}
-        std::mem::take(&mut self.buf)
-    }
-
-    /// True when the gateway closes the connection within `within`.
-    async fn closes(&mut self, within: Duration) -> bool {
-        let until = Instant::now() + within;
-        while !self.eof {
-            if !self.read_more(until).await {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// The first response in `buf` and its length; `Ok(None)` while incomplete.
-fn parse(buf: &[u8], head: bool, eof: bool) -> Result<Option<(Reply, usize)>, String> {
-    let mut slots = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut slots);
-    let head_len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("not an HTTP/1.1 response ({e})")),
-    };
-    let mut reply = Reply {
-        status: resp.code.unwrap_or(0),
-        headers: resp
-            .headers
-            .iter()
-            .map(|h| {
-                let value = String::from_utf8_lossy(h.value).into_owned();
-                (h.name.to_ascii_lowercase(), value)
-            })
-            .collect(),
-        body: Vec::new(),
-    };
-    let rest = &buf[head_len..];
-    if head || (100..200).contains(&reply.status) || [204, 304].contains(&reply.status) {
-        return Ok(Some((reply, head_len)));
-    }
-    let chunked = reply
-        .header("transfer-encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
-    let body_len = if chunked {
-        let Some((body, n)) = common::wire::dechunk(rest)? else {
-            return Ok(None);
-        };
-        reply.body = body;
-        n
-    } else if let Some(len) = reply.header("content-length") {
-        let len: usize = len
-            .trim()
-            .parse()
-            .map_err(|_| format!("content-length {len:?}"))?;
-        if rest.len() < len {
-            return Ok(None);
-        }
-        reply.body = rest[..len].to_vec();
-        len
-    } else if eof {
-        reply.body = rest.to_vec();
-        rest.len()
-    } else {
-        return Ok(None);
-    };
-    Ok(Some((reply, head_len + body_len)))
-}
+use tokio::net::TcpListener;
 
 fn get(method: &str, target: &str, lines: &[&str]) -> Vec<u8> {
-    let mut text = format!("{method} {target} HTTP/1.1\r\n");
-    for line in lines {
-        text.push_str(line);
-        text.push_str("\r\n");
-    }
-    text.push_str("\r\n");
-    text.into_bytes()
-}
-
-fn assert_all_right(wrong: &[String]) {
-    assert!(wrong.is_empty(), "wrong answers:\n{}", wrong.join("\n"));
+    request(method, target, lines, "").into_bytes()
 }
 
 /// What a scripted upstream does with one request.
@@ -504,7 +310,7 @@ both_codecs! {
         assert_eq!(first.status, 200);
         assert_eq!(first.header("connection"), Some("close"));
         let stray = conn.stray(Duration::from_secs(2)).await;
-        assert!(conn.eof, "the connection stays open after Connection: close");
+        assert!(conn.is_closed(), "the connection stays open after Connection: close");
         assert!(stray.is_empty(), "the pipelined request was answered: {}", shown(&stray));
         assert_eq!(up.requests_seen() - before, 1, "the pipelined request was forwarded");
     }

@@ -10,215 +10,16 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::wire::Reply;
+use common::raw::{Answer, Conn, assert_all_right, request, shown};
 use palisade_testkit::gateway::Gateway;
 use palisade_testkit::upstream::UpstreamServer;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
+use tokio::net::TcpListener;
 
 const PROBLEM_JSON: &str = "application/problem+json";
-/// Longest wait for an answer: past it the gateway is taken to hang.
-const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// Longest wait for the close that must follow a refusal.
 const CLOSE_WITHIN: Duration = Duration::from_secs(2);
-
-/// `method target HTTP/1.1`, the header `lines` and `body`, framed as the caller wrote them.
-fn request(method: &str, target: &str, lines: &[&str], body: &str) -> String {
-    let mut text = format!("{method} {target} HTTP/1.1\r\n");
-    for line in lines {
-        text.push_str(line);
-        text.push_str("\r\n");
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    text
-}
-
-/// What the gateway sent back for one request.
-enum Answer {
-    /// A whole response and its bytes as they came.
-    Reply(Reply, Vec<u8>),
-    /// The connection closed before a whole response; what came before it.
-    Closed(Vec<u8>),
-    /// Neither a response nor a close within [`ANSWER_WITHIN`].
-    Hung(Vec<u8>),
-    /// Bytes that are not an HTTP/1.1 response.
-    Garbage(String, Vec<u8>),
-}
-
-impl Answer {
-    fn reply(&self) -> Option<&Reply> {
-        match self {
-            Answer::Reply(reply, _) => Some(reply),
-            _ => None,
-        }
-    }
-
-    fn raw(&self) -> &[u8] {
-        match self {
-            Answer::Reply(_, raw)
-            | Answer::Closed(raw)
-            | Answer::Hung(raw)
-            | Answer::Garbage(_, raw) => raw,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Answer::Reply(reply, _) => format!(
-                "{} ({}) {}",
-                reply.status,
-                reply.header("content-type").unwrap_or("no content-type"),
-                shown(&reply.body)
-            ),
-            Answer::Closed(raw) if raw.is_empty() => "closed without a response".to_owned(),
-            Answer::Closed(raw) => format!("closed after {}", shown(raw)),
-            Answer::Hung(raw) => format!("no answer within {ANSWER_WITHIN:?}: {}", shown(raw)),
-            Answer::Garbage(why, raw) => format!("{why}: {}", shown(raw)),
-        }
-    }
-}
-
-/// At most 160 bytes, escaped.
-fn shown(bytes: &[u8]) -> String {
-    let cut = &bytes[..bytes.len().min(160)];
-    format!("{:?}", String::from_utf8_lossy(cut))
-}
-
-/// A client connection that never panics on what the gateway does: it reports it.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    closed: bool,
-}
-
-impl Conn {
-    async fn open(gw: &Gateway) -> Self {
-        let url = gw.url("");
-        let addr = url.trim_start_matches("http://");
-        Self {
-            stream: TcpStream::connect(addr).await.expect("connect"),
-            buf: Vec::new(),
-            closed: false,
-        }
-    }
-
-    /// Writes `bytes`; a gateway that stops reading or closes early shows in the answer.
-    async fn send(&mut self, bytes: &[u8]) {
-        let _ = tokio::time::timeout(ANSWER_WITHIN, self.stream.write_all(bytes)).await;
-    }
-
-    /// Reads more before `until`; false when the time ran out.
-    async fn read_more(&mut self, until: Instant) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
-        match tokio::time::timeout_at(until, self.stream.read(&mut chunk)).await {
-            Err(_) => false,
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                self.closed = true;
-                true
-            }
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    /// The next response, interim ones included.
-    async fn answer(&mut self) -> Answer {
-        let until = Instant::now() + ANSWER_WITHIN;
-        loop {
-            match parse(&self.buf, self.closed) {
-                Ok(Some((reply, n))) => return Answer::Reply(reply, self.buf.drain(..n).collect()),
-                Err(why) => return Answer::Garbage(why, std::mem::take(&mut self.buf)),
-                Ok(None) if self.closed => return Answer::Closed(std::mem::take(&mut self.buf)),
-                Ok(None) => {}
-            }
-            if !self.read_more(until).await {
-                return Answer::Hung(std::mem::take(&mut self.buf));
-            }
-        }
-    }
-
-    /// The next final response (interim ones skipped).
-    async fn final_answer(&mut self) -> Answer {
-        loop {
-            let answer = self.answer().await;
-            match answer.reply() {
-                Some(reply) if (100..200).contains(&reply.status) => continue,
-                _ => return answer,
-            }
-        }
-    }
-
-    /// True when the gateway closes the connection within `within`.
-    async fn closes(&mut self, within: Duration) -> bool {
-        let until = Instant::now() + within;
-        while !self.closed {
-            if !self.read_more(until).await {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// The first response in `buf` and how many bytes it took; `Ok(None)` while incomplete. `eof`:
-/// nothing more will come, so a body delimited by the close ends here.
-fn parse(buf: &[u8], eof: bool) -> Result<Option<(Reply, usize)>, String> {
-    let mut slots = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut slots);
-    let head_len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("not an HTTP/1.1 response ({e})")),
-    };
-    let headers = resp
-        .headers
-        .iter()
-        .map(|h| {
-            let value = String::from_utf8_lossy(h.value).into_owned();
-            (h.name.to_ascii_lowercase(), value)
-        })
-        .collect();
-    let mut reply = Reply {
-        status: resp.code.unwrap_or(0),
-        headers,
-        body: Vec::new(),
-    };
-    let rest = &buf[head_len..];
-    if (100..200).contains(&reply.status) || reply.status == 204 || reply.status == 304 {
-        return Ok(Some((reply, head_len)));
-    }
-    let chunked = reply
-        .header("transfer-encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
-    let body_len = if chunked {
-        let Some((body, n)) = common::wire::dechunk(rest)? else {
-            return Ok(None);
-        };
-        reply.body = body;
-        n
-    } else if let Some(len) = reply.header("content-length") {
-        let len: usize = len
-            .trim()
-            .parse()
-            .map_err(|_| format!("content-length {len:?}"))?;
-        if rest.len() < len {
-            return Ok(None);
-        }
-        reply.body = rest[..len].to_vec();
-        len
-    } else if eof {
-        reply.body = rest.to_vec();
-        rest.len()
-    } else {
-        return Ok(None);
-    };
-    Ok(Some((reply, head_len + body_len)))
-}
 
 /// What was wrong, if anything, with the answer to `request` on a new connection, when it
 /// must be a 400 problem followed by the connection's close.
@@ -273,10 +74,6 @@ async fn forwarded(gw: &Gateway, request: &str) -> Result<Value, String> {
         }
         _ => Err(wrong()),
     }
-}
-
-fn assert_all_right(wrong: &[String]) {
-    assert!(wrong.is_empty(), "wrong answers:\n{}", wrong.join("\n"));
 }
 
 /// An upstream `app` (the echo), a route `internal` on "/internal" whose upstream refuses

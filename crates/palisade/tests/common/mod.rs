@@ -2,6 +2,7 @@
 //! `palisade` binary in front of it.
 #![allow(dead_code)]
 
+pub mod raw;
 pub mod wire;
 
 use std::time::Duration;
