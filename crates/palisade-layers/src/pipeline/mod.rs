@@ -58,11 +58,13 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// The context of a request from its head: the ids it brought (kept when valid, else new),
-    /// its route's metrics (`None`: no route), and the client address decided for it.
+    /// The context of a request: its method and path as received (for the log), the ids it
+    /// brought (kept when valid, else new), its route's metrics (`None`: no route), and the
+    /// client address decided for it.
     #[allow(clippy::too_many_arguments)]
     fn new(
-        head: &RequestHead<'_>,
+        method: &http::Method,
+        path: &str,
         snap: &Snapshot,
         metrics: &Metrics,
         route: Option<&RouteMetrics>,
@@ -72,12 +74,11 @@ impl RequestCtx {
         bytes_in: Option<u64>,
     ) -> Self {
         let trace = TraceContext::from_traceparent(traceparent);
-        let path = head.target.split_once('?').map_or(head.target, |(p, _)| p);
         Self {
             record: AccessRecord {
                 start: Instant::now(),
                 metrics: route.unwrap_or_else(|| snap.no_route()).clone(),
-                method: head.method.clone(),
+                method: method.clone(),
                 // Only the access log reads the path (as received): no copy when it is off.
                 path: if snap.access_log {
                     path.to_owned()
@@ -174,7 +175,8 @@ pub fn admit<'a>(
         facts.has_forwarded_host,
     );
     let ctx = RequestCtx::new(
-        head,
+        head.method,
+        path,
         snap,
         metrics,
         route.map(|r| &r.metrics),
@@ -223,8 +225,10 @@ fn refuse<'a>(
     bad: BadHead,
 ) -> Admission<'a> {
     let first = |kind| head.lines.iter().find(|l| l.kind == kind).map(|l| l.value);
+    let path = head.target.split(['?', '#']).next().unwrap_or_default();
     let ctx = RequestCtx::new(
-        head,
+        head.method,
+        path,
         snap,
         metrics,
         None,
