@@ -29,6 +29,9 @@ pub enum Failure {
     StaleAfterSend,
     /// Anything else, after the request may have been delivered.
     Exchange(UpstreamErrorKind),
+    /// The client ended the request while its body was being sent (it closed the connection
+    /// or stopped sending): not the upstream's failure, never tried again.
+    Client,
 }
 
 impl Failure {
@@ -38,6 +41,7 @@ impl Failure {
             Self::Connect => UpstreamErrorKind::Connect,
             Self::StaleBeforeSend | Self::StaleAfterSend => UpstreamErrorKind::Protocol,
             Self::Exchange(kind) => kind,
+            Self::Client => UpstreamErrorKind::Other,
         }
     }
 }

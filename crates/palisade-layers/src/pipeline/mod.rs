@@ -5,8 +5,8 @@
 //! A request goes through [`admit`] (head facts and the 400s, the normalized path, route
 //! match, the route's head checks, forwarding decisions), then either [`reject::render`] or
 //! [`forward::write_headers`] and the upstream call ([`call::call`]). Checks that need the body
-//! (later: webhook signatures, JSON Schema) answer [`Admission::General`], which sends the
-//! request to the general codec at the existing hand-off point.
+//! (later: webhook signatures, JSON Schema) will read it from whichever codec holds it,
+//! buffered up to the route's limit.
 
 pub mod call;
 pub mod checks;
@@ -41,8 +41,8 @@ pub struct Peer<'a> {
     pub ip_text: &'a str,
 }
 
-/// Which codec is asking: the fast one serves only what it can (no request body, an HTTP/1.1
-/// upstream).
+/// Which codec is asking: the fast one serves only what it can (no body or one framed by
+/// `Content-Length`, an HTTP/1.1 upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     Fast,
@@ -99,6 +99,13 @@ impl RequestCtx {
     }
 }
 
+impl RequestCtx {
+    /// The length of the body the request declared with `Content-Length` (0 without one).
+    pub fn declared_body(&self) -> u64 {
+        self.record.bytes_in.unwrap_or(0)
+    }
+}
+
 /// A request that goes upstream, with every decision the forwarding needs.
 pub struct Admitted<'a> {
     pub ctx: RequestCtx,
@@ -141,7 +148,9 @@ pub fn admit<'a>(
         Ok(facts) => facts,
         Err(bad) => return refuse(head, peer, snap, metrics, bad),
     };
-    if codec == Codec::Fast && !facts.body.is_empty() {
+    // The fast codec streams a body framed by `Content-Length`; hyper takes chunked bodies,
+    // upgrades and `Expect: 100-continue` (it sends the interim response when the body is read).
+    if codec == Codec::Fast && !fast_body(&facts) {
         return Admission::General;
     }
     // A fragment is not part of a request target; hyper drops it, and so does the fast codec,
@@ -213,6 +222,15 @@ pub fn admit<'a>(
         peer,
         target,
     })
+}
+
+/// The fast codec serves no body, or one framed by `Content-Length` without `Expect`.
+fn fast_body(facts: &Facts<'_>) -> bool {
+    match facts.body {
+        BodyKind::None | BodyKind::Length(0) => true,
+        BodyKind::Length(_) => !facts.expect,
+        BodyKind::Chunked | BodyKind::Upgrade => false,
+    }
 }
 
 /// A head refused with 400: the connection closes after the answer, since where this request

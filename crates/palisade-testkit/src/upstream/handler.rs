@@ -1,4 +1,5 @@
-//! One request: parse the behaviour from the query, consume the body as a stream, then answer
+//! One request: parse the behaviour from the query, consume the body as a stream (after the
+//! answer when told to answer early), then answer
 //! with the echo JSON or a generated body, shaped by the query's headers, status and latency.
 
 use std::convert::Infallible;
@@ -43,11 +44,20 @@ pub(crate) async fn handle(
     }
 
     let (parts, body) = req.into_parts();
-    let received = match consume(body).await {
-        Ok(received) => received,
-        Err(error) => {
-            let message = format!("reading the request body failed: {error}");
-            return Ok(text(StatusCode::BAD_REQUEST, message));
+    let received = if behaviour.early {
+        // Drained after the answer, so the connection closes (or goes on) cleanly rather
+        // than with a reset.
+        tokio::spawn(async move {
+            let _ = consume(body).await;
+        });
+        Received { bytes: 0, fnv64: 0 }
+    } else {
+        match consume(body).await {
+            Ok(received) => received,
+            Err(error) => {
+                let message = format!("reading the request body failed: {error}");
+                return Ok(text(StatusCode::BAD_REQUEST, message));
+            }
         }
     };
     if let Some(latency) = behaviour.latency {

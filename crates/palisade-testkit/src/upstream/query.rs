@@ -21,6 +21,9 @@ pub(crate) struct Behaviour {
     pub close: bool,
     /// `hop=1`: add hop-by-hop headers a proxy must strip.
     pub hop: bool,
+    /// `early=1`: answer before reading the request body, as an app that refuses an upload
+    /// at once, then read and drop the body (the echo reports 0 body bytes).
+    pub early: bool,
     /// `set_header=name:value`, repeatable: extra response headers.
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -53,6 +56,7 @@ impl Behaviour {
                 "chunked" => behaviour.chunked = parse_flag("chunked", &value)?,
                 "close" => behaviour.close = parse_flag("close", &value)?,
                 "hop" => behaviour.hop = parse_flag("hop", &value)?,
+                "early" => behaviour.early = parse_flag("early", &value)?,
                 "set_header" => behaviour.set_headers.push(parse_header(&value)?),
                 _ => {}
             }

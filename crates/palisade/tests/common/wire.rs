@@ -60,6 +60,11 @@ impl Wire {
         self.stream.write_all(bytes).await.expect("write");
     }
 
+    /// Sends what the gateway may refuse to read: it can answer and close first.
+    pub async fn send_rest(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
     async fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 16 * 1024];
         let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))

@@ -1,13 +1,16 @@
 //! One exchange on the fast codec: the pipeline's upstream call ([`call::call`]) driven over
-//! plain TCP streams, then the response passed to the client with its framing.
+//! plain TCP streams — the request head, its body ([`upload`](super::upload)) while the
+//! response head is awaited — then the response passed to the client with its framing.
 //!
 //! While the upstream is thinking, the client connection is watched: a client that closes it
-//! ends the request as 499 at once, and is not counted as an upstream failure. Every wait for
-//! the upstream's body bytes is bounded by the route's timeout, and every wait for a client
-//! that stopped reading by `server.send_timeout`; past either the exchange is cut.
+//! ends the request as 499 at once, and is not counted as an upstream failure. A client that
+//! stops sending its body for `server.request_body_timeout` gets 408. Every wait for the
+//! upstream's body bytes is bounded by the route's timeout, and every wait for a client that
+//! stopped reading by `server.send_timeout`; past either the exchange is cut.
 
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use palisade_telemetry::metrics::UpstreamErrorKind;
@@ -20,9 +23,12 @@ use super::chunked::ChunkedScanner;
 use super::deadline::Deadlines;
 use super::head::Forward;
 use super::response::{self, BadResponse, FinalHead, Framing, Reply};
+use super::upload::{ClientEnd, ClientGone, DRAIN_MAX, Stop, Upload};
 use super::{MAX_RESPONSE_HEAD, respond};
 use crate::pipeline::call::{self, AttemptError, Exchange, Failure};
+use crate::pipeline::{Rejection, RequestCtx};
 use crate::pool::Endpoint;
+use crate::problem::ProxyError;
 
 /// The per-connection buffers of an exchange.
 pub struct Buffers {
@@ -45,13 +51,18 @@ impl Buffers {
 }
 
 /// One attempt on one endpoint, over a TCP stream the codec drives itself.
-struct FastExchange<'a, 'c> {
+struct FastExchange<'a, 'b, 'c> {
     io: &'a mut Buffers,
     client: &'a mut WriteHalf<'c>,
+    /// Read only for the request body; shared with the watch for a client that leaves.
+    client_in: &'a TcpStream,
+    /// True while the body is being read from the client.
+    uploading: &'a AtomicBool,
+    upload: &'a mut Upload<'b>,
     reply: &'a Reply<'a>,
 }
 
-impl Exchange for FastExchange<'_, '_> {
+impl Exchange for FastExchange<'_, '_, '_> {
     type Output = (TcpStream, FinalHead, usize, Arc<Endpoint>);
 
     async fn attempt(
@@ -73,16 +84,25 @@ impl Exchange for FastExchange<'_, '_> {
     }
 }
 
-impl FastExchange<'_, '_> {
-    /// Writes the upstream head and reads until a final response head is in `io.upstream_in`;
-    /// interim (1xx) responses go straight to the client. On success the client's head is in
-    /// `io.client_out` and the returned count says how many bytes of `io.upstream_in` are filled.
+impl FastExchange<'_, '_, '_> {
+    /// Writes the upstream head, then the request body while reading until a final response
+    /// head is in `io.upstream_in`; interim (1xx) responses go straight to the client. On
+    /// success the client's head is in `io.client_out` and the returned count says how many
+    /// bytes of `io.upstream_in` are filled. An answer that comes before the body ended stops
+    /// the upload ([`Upload::sent`] stays false) and is never reusable.
     async fn send_and_read_head(
         &mut self,
         upstream: &mut TcpStream,
         reused: bool,
     ) -> Result<(FinalHead, usize), AttemptError> {
-        let io = &mut *self.io;
+        let Self {
+            io,
+            client,
+            client_in,
+            uploading,
+            upload,
+            reply,
+        } = self;
         if let Err(error) = upstream.write_all(&io.upstream_head).await {
             let failure = if reused && is_reset(&error) {
                 Failure::StaleBeforeSend
@@ -91,6 +111,9 @@ impl FastExchange<'_, '_> {
             };
             return Err(AttemptError::new(failure, error));
         }
+        let (mut from_upstream, mut to_upstream) = upstream.split();
+        let mut sending = !upload.sent();
+        uploading.store(upload.left() > 0, Ordering::Relaxed);
         let mut filled = 0;
         loop {
             if filled == io.upstream_in.len() {
@@ -99,9 +122,30 @@ impl FastExchange<'_, '_> {
                 }
                 io.upstream_in.resize(io.upstream_in.len() * 2, 0);
             }
-            let n = match upstream.read(&mut io.upstream_in[filled..]).await {
+            let read = if sending {
+                tokio::select! {
+                    biased;
+                    read = from_upstream.read(&mut io.upstream_in[filled..]) => read,
+                    step = upload.step(client_in, &mut to_upstream) => {
+                        match step {
+                            Ok(()) => sending = !upload.sent(),
+                            // The upstream stopped taking the body: its answer may follow.
+                            Err(Stop::Upstream) => sending = false,
+                            Err(Stop::Client(end)) => {
+                                uploading.store(false, Ordering::Relaxed);
+                                return Err(AttemptError::new(Failure::Client, end));
+                            }
+                        }
+                        uploading.store(sending && upload.left() > 0, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+            } else {
+                from_upstream.read(&mut io.upstream_in[filled..]).await
+            };
+            let n = match read {
                 // Before a complete final head (1xx aside), as NGINX's `proxy_next_upstream
-                // error`: the call may send an idempotent request once more.
+                // error`: the call may send an idempotent bodiless request once more.
                 Ok(0) if reused => {
                     return Err(AttemptError::new(
                         Failure::StaleAfterSend,
@@ -126,15 +170,31 @@ impl FastExchange<'_, '_> {
                 }
             };
             filled += n;
+            // An answer before the body ended: the connection stays open only when what the
+            // client has still to send is short enough to read and drop.
+            let closing;
+            let reply = if sending && upload.left() > DRAIN_MAX {
+                closing = Reply {
+                    close: true,
+                    ..**reply
+                };
+                &closing
+            } else {
+                *reply
+            };
             loop {
-                match response::translate(&io.upstream_in[..filled], self.reply, &mut io.client_out)
+                match response::translate(&io.upstream_in[..filled], reply, &mut io.client_out)
                     .map_err(bad)?
                 {
                     response::Response::Partial => break,
-                    response::Response::Final(head) => return Ok((head, filled)),
+                    response::Response::Final(mut head) => {
+                        head.reusable &= !sending;
+                        uploading.store(false, Ordering::Relaxed);
+                        return Ok((head, filled));
+                    }
                     response::Response::Interim { consumed } => {
                         // Best effort: a client gone now fails on the final response.
-                        let _ = self.client.write_all(&io.client_out).await;
+                        let _ = client.write_all(&io.client_out).await;
                         io.upstream_in.copy_within(consumed..filled, 0);
                         filled -= consumed;
                     }
@@ -157,23 +217,15 @@ fn is_reset(error: &std::io::Error) -> bool {
     )
 }
 
-/// Resolves when the client closes its connection (a read of 0 or an error); never when it
-/// sends more bytes (a pipelined request), which are left for the next read.
-async fn client_gone(client: &mut tokio::net::tcp::ReadHalf<'_>) {
-    let mut byte = [0u8; 1];
-    match client.peek(&mut byte).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
-    }
-}
-
-/// Sends the prepared head upstream through the pipeline's upstream call and passes the
-/// response to the client. Returns whether the client connection stays open.
+/// Sends the prepared head and the request body upstream through the pipeline's upstream
+/// call and passes the response to the client. Returns whether the client connection stays
+/// open.
 pub async fn exchange(
     forward: Forward,
     client: &mut TcpStream,
     io: &mut Buffers,
     deadlines: &mut Deadlines,
+    upload: &mut Upload<'_>,
 ) -> bool {
     let Forward {
         route,
@@ -182,10 +234,14 @@ pub async fn exchange(
         idempotent,
         close,
         send_timeout,
+        body,
         ..
     } = forward;
     let upstream = &route.upstream;
     let deadline = Instant::now() + route.timeout;
+    // A body that may have reached the upstream is not sent again: it is not kept (as on the
+    // general codec). One never written is, on the next connection ([`call::call`]).
+    let repeatable = idempotent && body == 0;
     let reply = Reply {
         request_id: &ctx.record.request_id,
         traceparent: &ctx.traceparent,
@@ -193,36 +249,59 @@ pub async fn exchange(
         close,
     };
     let outcome = {
-        let (mut reader, mut writer) = client.split();
+        let (reader, mut writer) = client.split();
+        let client_in: &TcpStream = reader.as_ref();
+        // Set before the first attempt: the body's bytes waiting in the socket are not a
+        // pipelined request.
+        let uploading = AtomicBool::new(upload.left() > 0);
         let mut exchange = FastExchange {
             io,
             client: &mut writer,
+            client_in,
+            uploading: &uploading,
+            upload: &mut *upload,
             reply: &reply,
         };
-        let attempt = call::call(upstream, idempotent, &mut exchange);
+        let attempt = call::call(upstream, repeatable, &mut exchange);
         // Pinned here, so `run` moves a pointer rather than the whole exchange's state.
         let watched = pin!(async {
             tokio::select! {
                 biased;
                 done = attempt => Some(done),
-                () = client_gone(&mut reader) => None,
+                () = ClientGone::new(client_in, &uploading) => None,
             }
         });
         deadlines.run(deadline, watched).await
     };
+    // A failure before the body ended leaves the client's connection mid-request: it closes.
+    let close_on_failure = close || upload.left() > 0;
     let (mut stream, head, filled, endpoint) = match outcome {
         Some(Some(Ok(ok))) => ok,
         Some(None) => {
             ctx.record.client_closed(0);
             return false;
         }
+        Some(Some(Err(error))) if error.failure == Failure::Client => {
+            return match error.source.downcast_ref::<ClientEnd>() {
+                Some(ClientEnd::Idle(_)) => {
+                    let error = ProxyError::RequestTimeout;
+                    let rejection = Rejection { error, close: true };
+                    respond(client, &mut io.client_out, ctx, rejection).await;
+                    false
+                }
+                _ => {
+                    ctx.record.client_closed(0);
+                    false
+                }
+            };
+        }
         Some(Some(Err(error))) => {
-            let rejection = call::failed(&route, &ctx, Some(&error), close);
-            return respond(client, &mut io.client_out, ctx, rejection).await;
+            let rejection = call::failed(&route, &ctx, Some(&error), close_on_failure);
+            return answer_mid_upload(client, io, ctx, rejection, upload, deadlines).await;
         }
         None => {
-            let rejection = call::failed(&route, &ctx, None, close);
-            return respond(client, &mut io.client_out, ctx, rejection).await;
+            let rejection = call::failed(&route, &ctx, None, close_on_failure);
+            return answer_mid_upload(client, io, ctx, rejection, upload, deadlines).await;
         }
     };
 
@@ -234,7 +313,7 @@ pub async fn exchange(
         read_idle: route.timeout,
         send_idle: send_timeout,
     };
-    match pass.body(io, head.framing, head.consumed..filled).await {
+    let keep_open = match pass.body(io, head.framing, head.consumed..filled).await {
         Ok(Body { bytes, clean }) => {
             if clean && head.reusable {
                 endpoint.put_stream(stream);
@@ -244,7 +323,7 @@ pub async fn exchange(
         }
         Err(Cut::Client(bytes)) => {
             ctx.record.client_closed(bytes);
-            false
+            return false;
         }
         Err(Cut::Upstream(bytes, kind)) => {
             // The client got the status already; the log and the metric tell the rest.
@@ -260,7 +339,21 @@ pub async fn exchange(
             ctx.record.finish(bytes, false);
             false
         }
-    }
+    };
+    upload.settle(client, deadlines, keep_open).await
+}
+
+/// Answers with the proxy's own response while the client may still be sending its body.
+async fn answer_mid_upload(
+    client: &mut TcpStream,
+    io: &mut Buffers,
+    ctx: RequestCtx,
+    rejection: Rejection,
+    upload: &mut Upload<'_>,
+    deadlines: &mut Deadlines,
+) -> bool {
+    let keep_open = respond(client, &mut io.client_out, ctx, rejection).await;
+    upload.settle(client, deadlines, keep_open).await
 }
 
 /// A body passed through completely.

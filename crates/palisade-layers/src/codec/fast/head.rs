@@ -14,7 +14,7 @@ use arrayvec::ArrayVec;
 use http::{Method, Version};
 use palisade_telemetry::metrics::Metrics;
 
-use crate::pipeline::head::{Line, RequestHead};
+use crate::pipeline::head::{BodyKind, Line, RequestHead};
 use crate::pipeline::{self, Admission, Codec, Peer, Rejection, RequestCtx, forward};
 use crate::proxy::Snapshot;
 use crate::routing::Route;
@@ -24,8 +24,8 @@ pub const MAX_HEADERS: usize = 64;
 
 /// What to do with a complete request head.
 pub enum Step {
-    /// Not a request for the fast codec (a body, HTTP/1.0, the h2c preface, a parse error, an
-    /// h2c upstream...): hand the connection, bytes included, to the general codec.
+    /// Not a request for the fast codec (a chunked body, HTTP/1.0, the h2c preface, a parse
+    /// error, an h2c upstream...): hand the connection, bytes included, to the general codec.
     Handoff,
     /// Answer without the upstream.
     Respond(Respond),
@@ -52,6 +52,10 @@ pub struct Forward {
     pub close: bool,
     /// Longest wait for the client to take more response bytes.
     pub send_timeout: std::time::Duration,
+    /// The request body's length (`Content-Length`; 0 without one).
+    pub body: u64,
+    /// Longest wait for the client's next request body bytes.
+    pub body_timeout: std::time::Duration,
 }
 
 /// Reads the request head at the front of `buf` (`None` while it is incomplete) and, when it
@@ -112,6 +116,10 @@ pub fn request(
     out.extend_from_slice(b"\r\n");
     let idempotent = admitted.idempotent();
     let close = admitted.facts.close;
+    let body = match admitted.facts.body {
+        BodyKind::Length(n) => n,
+        _ => 0,
+    };
     Some(Step::Forward(Forward {
         consumed,
         route: admitted.route,
@@ -120,6 +128,8 @@ pub fn request(
         idempotent,
         close,
         send_timeout: snap.send_timeout,
+        body,
+        body_timeout: snap.request_body_timeout,
     }))
 }
 
@@ -227,8 +237,8 @@ upstream = "app"
     #[test]
     fn anything_but_the_common_case_goes_to_the_general_path() {
         for raw in [
-            &b"POST /api HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc"[..],
-            b"POST /api HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n",
+            &b"POST /api HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+            b"POST /api HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\nexpect: 100-continue\r\n\r\n",
             b"GET /api HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
             b"GET /api HTTP/1.0\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",

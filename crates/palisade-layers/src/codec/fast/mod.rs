@@ -1,5 +1,6 @@
-//! The fast HTTP/1.1 codec: the common request — HTTP/1.1, no request body, to an HTTP/1.1
-//! upstream — handled by the connection's own task from socket to socket.
+//! The fast HTTP/1.1 codec: the common request — HTTP/1.1, no request body or one framed by
+//! `Content-Length`, to an HTTP/1.1 upstream — handled by the connection's own task from
+//! socket to socket.
 //!
 //! The codec parses the request head into the pipeline's view ([`head::request`]); the
 //! pipeline decides (route, checks, forwarding headers, rejections); the codec writes the
@@ -9,9 +10,9 @@
 //! deadline ([`deadline::Deadlines`]). This is how Palisade gets below NGINX's CPU cost per
 //! request: see docs/performance.md.
 //!
-//! Everything else — request bodies, WebSocket upgrades, HTTP/1.0, h2c, h2c upstreams, heads
-//! httparse refuses — goes to the general codec before a byte is forwarded: [`serve`] returns
-//! [`Ended::Handoff`] with the bytes already read put back.
+//! Everything else — chunked request bodies, `Expect: 100-continue`, WebSocket upgrades,
+//! HTTP/1.0, h2c, h2c upstreams, heads httparse refuses — goes to the general codec before a
+//! byte is forwarded: [`serve`] returns [`Ended::Handoff`] with the bytes already read put back.
 
 mod chunked;
 mod deadline;
@@ -19,6 +20,7 @@ mod exchange;
 mod head;
 mod response;
 mod rewind;
+mod upload;
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -40,6 +42,7 @@ use deadline::Deadlines;
 use exchange::{Buffers, exchange};
 use head::{Respond, Step};
 pub use rewind::Rewind;
+use upload::{DRAIN_MAX, INLINE_BODY, Upload};
 
 /// Size of each connection's read buffers; also the longest request head the direct path
 /// takes (a longer one goes to the hyper path, which answers 431 past its own limit).
@@ -184,13 +187,37 @@ pub async fn serve(
                 mut rejection,
             }) => {
                 start += consumed;
-                rejection.close |= draining;
-                respond(&mut client, &mut io.client_out, ctx, rejection).await
+                // A body the answer leaves unread is skipped, never read as the next request:
+                // what came with the head at once, the rest after the answer (read and dropped
+                // within bounds), or the connection closes.
+                let body = ctx.declared_body();
+                let held = ((end - start) as u64).min(body) as usize;
+                start += held;
+                let left = body - held as u64;
+                rejection.close |= draining || left > DRAIN_MAX;
+                let keep_open = respond(&mut client, &mut io.client_out, ctx, rejection).await;
+                let idle = proxy.snapshot().request_body_timeout;
+                let mut rest = Upload::new(&mut inbuf, 0..0, left, idle);
+                rest.settle(&mut client, &mut deadlines, keep_open).await
             }
             Step::Forward(mut forward) => {
                 start += forward.consumed;
                 forward.close |= draining;
-                exchange(forward, &mut client, &mut io, &mut deadlines).await
+                // The body bytes that came with the head: a short body goes out with the head
+                // in one write; the rest streams, through this same buffer.
+                let held = ((end - start) as u64).min(forward.body) as usize;
+                let body = start..start + held;
+                let left = forward.body - held as u64;
+                start += held;
+                let mut upload = if forward.body == 0 {
+                    Upload::none(&mut inbuf)
+                } else if held <= INLINE_BODY {
+                    io.upstream_head.extend_from_slice(&inbuf[body]);
+                    Upload::new(&mut inbuf, 0..0, left, forward.body_timeout)
+                } else {
+                    Upload::new(&mut inbuf, body, left, forward.body_timeout)
+                };
+                exchange(forward, &mut client, &mut io, &mut deadlines, &mut upload).await
             }
         };
         served = true;

@@ -100,7 +100,11 @@ pub async fn handle(
     };
     let out = match admitted {
         Ok(out) => out,
-        Err((ctx, rejection)) => return reject(ctx, rejection, req.version()),
+        Err((ctx, mut rejection)) => {
+            // hyper closes a connection whose request body was left unread: say so.
+            rejection.close |= !http_body::Body::is_end_stream(req.body());
+            return reject(ctx, rejection, req.version());
+        }
     };
     let Outbound {
         ctx,
@@ -147,6 +151,8 @@ pub async fn handle(
                 Some(RequestBodyError::Read(_)) => Some(ProxyError::BadRequest),
                 None => None,
             };
+            // A body not sent whole is left unread, and hyper closes the connection then.
+            let close = close || !request_sent.load(std::sync::atomic::Ordering::Relaxed);
             let rejection = match client_fault {
                 Some(error) => Rejection { error, close: true },
                 None => call::failed(&route, &ctx, Some(&error), close),
@@ -154,6 +160,7 @@ pub async fn handle(
             return reject(ctx, rejection, version);
         }
         Err(_) => {
+            let close = close || !request_sent.load(std::sync::atomic::Ordering::Relaxed);
             let rejection = call::failed(&route, &ctx, None, close);
             return reject(ctx, rejection, version);
         }
