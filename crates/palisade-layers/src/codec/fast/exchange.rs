@@ -24,9 +24,9 @@ use super::deadline::Deadlines;
 use super::head::Forward;
 use super::response::{self, BadResponse, FinalHead, Framing, Reply};
 use super::upload::{ClientEnd, ClientGone, DRAIN_MAX, Stop, Upload};
-use super::{MAX_RESPONSE_HEAD, respond};
+use super::{MAX_RESPONSE_HEAD, Shutdown, respond};
+use crate::pipeline::Rejection;
 use crate::pipeline::call::{self, AttemptError, Exchange, Failure};
-use crate::pipeline::{Rejection, RequestCtx};
 use crate::pool::Endpoint;
 use crate::problem::ProxyError;
 
@@ -170,10 +170,11 @@ impl FastExchange<'_, '_, '_> {
                 }
             };
             filled += n;
-            // An answer before the body ended: the connection stays open only when what the
+            // An answer before the body ended (the upload still going, or stopped because the
+            // upstream no longer takes it): the connection stays open only when what the
             // client has still to send is short enough to read and drop.
             let closing;
-            let reply = if sending && upload.left() > DRAIN_MAX {
+            let reply = if upload.left() > DRAIN_MAX {
                 closing = Reply {
                     close: true,
                     ..**reply
@@ -188,7 +189,7 @@ impl FastExchange<'_, '_, '_> {
                 {
                     response::Response::Partial => break,
                     response::Response::Final(mut head) => {
-                        head.reusable &= !sending;
+                        head.reusable &= upload.sent();
                         uploading.store(false, Ordering::Relaxed);
                         return Ok((head, filled));
                     }
@@ -226,6 +227,7 @@ pub async fn exchange(
     io: &mut Buffers,
     deadlines: &mut Deadlines,
     upload: &mut Upload<'_>,
+    shutdown: &Shutdown,
 ) -> bool {
     let Forward {
         route,
@@ -286,7 +288,8 @@ pub async fn exchange(
                 Some(ClientEnd::Idle(_)) => {
                     let error = ProxyError::RequestTimeout;
                     let rejection = Rejection { error, close: true };
-                    respond(client, &mut io.client_out, ctx, rejection).await;
+                    let out = &mut io.client_out;
+                    respond(client, out, ctx, rejection, deadlines, send_timeout).await;
                     false
                 }
                 _ => {
@@ -295,13 +298,17 @@ pub async fn exchange(
                 }
             };
         }
-        Some(Some(Err(error))) => {
-            let rejection = call::failed(&route, &ctx, Some(&error), close_on_failure);
-            return answer_mid_upload(client, io, ctx, rejection, upload, deadlines).await;
-        }
-        None => {
-            let rejection = call::failed(&route, &ctx, None, close_on_failure);
-            return answer_mid_upload(client, io, ctx, rejection, upload, deadlines).await;
+        // The call failed, or found no response head within the route's timeout; the client
+        // may still be sending its body.
+        failed => {
+            let error = match &failed {
+                Some(Some(Err(error))) => Some(error),
+                _ => None,
+            };
+            let rejection = call::failed(&route, &ctx, error, close_on_failure);
+            let out = &mut io.client_out;
+            let keep_open = respond(client, out, ctx, rejection, deadlines, send_timeout).await;
+            return upload.settle(client, deadlines, keep_open, shutdown).await;
         }
     };
 
@@ -340,20 +347,7 @@ pub async fn exchange(
             false
         }
     };
-    upload.settle(client, deadlines, keep_open).await
-}
-
-/// Answers with the proxy's own response while the client may still be sending its body.
-async fn answer_mid_upload(
-    client: &mut TcpStream,
-    io: &mut Buffers,
-    ctx: RequestCtx,
-    rejection: Rejection,
-    upload: &mut Upload<'_>,
-    deadlines: &mut Deadlines,
-) -> bool {
-    let keep_open = respond(client, &mut io.client_out, ctx, rejection).await;
-    upload.settle(client, deadlines, keep_open).await
+    upload.settle(client, deadlines, keep_open, shutdown).await
 }
 
 /// A body passed through completely.

@@ -195,10 +195,21 @@ pub async fn serve(
                 start += held;
                 let left = body - held as u64;
                 rejection.close |= draining || left > DRAIN_MAX;
-                let keep_open = respond(&mut client, &mut io.client_out, ctx, rejection).await;
-                let idle = proxy.snapshot().request_body_timeout;
+                let snap = proxy.snapshot();
+                let out = &mut io.client_out;
+                let keep_open = respond(
+                    &mut client,
+                    out,
+                    ctx,
+                    rejection,
+                    &mut deadlines,
+                    snap.send_timeout,
+                )
+                .await;
+                let idle = snap.request_body_timeout;
                 let mut rest = Upload::new(&mut inbuf, 0..0, left, idle);
-                rest.settle(&mut client, &mut deadlines, keep_open).await
+                rest.settle(&mut client, &mut deadlines, keep_open, &shutdown)
+                    .await
             }
             Step::Forward(mut forward) => {
                 start += forward.consumed;
@@ -217,7 +228,15 @@ pub async fn serve(
                 } else {
                     Upload::new(&mut inbuf, body, left, forward.body_timeout)
                 };
-                exchange(forward, &mut client, &mut io, &mut deadlines, &mut upload).await
+                exchange(
+                    forward,
+                    &mut client,
+                    &mut io,
+                    &mut deadlines,
+                    &mut upload,
+                    &shutdown,
+                )
+                .await
             }
         };
         served = true;
@@ -262,13 +281,15 @@ impl ResponseSink for WireSink<'_> {
     }
 }
 
-/// Answers with a response the proxy renders itself. Returns whether the client connection
-/// stays open.
+/// Answers with a response the proxy renders itself, cutting a client that takes none of it
+/// for `send_timeout`. Returns whether the client connection stays open.
 async fn respond(
     client: &mut TcpStream,
     out: &mut Vec<u8>,
     mut ctx: RequestCtx,
     rejection: Rejection,
+    deadlines: &mut Deadlines,
+    send_timeout: Duration,
 ) -> bool {
     out.clear();
     let head_request = ctx.record.method == http::Method::HEAD;
@@ -279,7 +300,8 @@ async fn respond(
     };
     render(&rejection, &mut ctx, &mut sink);
     let body_len = sink.body_len;
-    if client.write_all(out).await.is_ok() {
+    let deadline = Instant::now() + send_timeout;
+    if let Some(Ok(())) = deadlines.run(deadline, client.write_all(out)).await {
         ctx.record.finish(body_len, true);
         !rejection.close
     } else {

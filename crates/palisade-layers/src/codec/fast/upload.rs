@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::WriteHalf;
 use tokio::time::Instant;
 
+use super::Shutdown;
 use super::deadline::Deadlines;
 
 /// Longest body copied behind the upstream head and written with it in one call.
@@ -133,31 +134,31 @@ impl<'b> Upload<'b> {
     }
 
     /// After the exchange: the client connection stays open (`keep_open`) only when the body
-    /// the client has still to send was read and dropped within its bounds. A connection that
-    /// closes with body bytes still coming keeps reading them for a short while first, so the
-    /// close does not reset the answer away before the client read it.
+    /// the client has still to send was read and dropped within its bounds, before shutdown
+    /// began. A connection that closes with body bytes still coming keeps reading them for a
+    /// short while first, so the close does not reset the answer away before the client read
+    /// it.
     pub async fn settle(
         &mut self,
         client: &mut TcpStream,
         deadlines: &mut Deadlines,
         keep_open: bool,
+        shutdown: &Shutdown,
     ) -> bool {
         if self.left == 0 {
             return keep_open;
         }
         if keep_open && self.left <= DRAIN_MAX {
-            while self.left > 0 {
-                let want = self.left.min(self.buf.len() as u64) as usize;
-                let deadline = Instant::now() + self.idle;
-                match deadlines
-                    .run(deadline, client.read(&mut self.buf[..want]))
-                    .await
-                {
-                    Some(Ok(n)) if n > 0 => self.left -= n as u64,
-                    _ => return false,
-                }
+            // The body is skipped only to serve the next request; once shutdown begins there
+            // is none, and the connection lingers closed instead of holding shutdown up.
+            let drained = tokio::select! {
+                biased;
+                drained = self.drain(client, deadlines) => Some(drained),
+                () = shutdown.wait() => None,
+            };
+            if let Some(drained) = drained {
+                return drained;
             }
-            return true;
         }
         let _ = client.shutdown().await;
         let deadline = Instant::now() + LINGER;
@@ -172,6 +173,23 @@ impl<'b> Upload<'b> {
             }
         }
         false
+    }
+
+    /// Reads and drops the rest of the body; false when the client closed or stalled first.
+    /// Cancel-safe: every byte read is counted before the next wait.
+    async fn drain(&mut self, client: &mut TcpStream, deadlines: &mut Deadlines) -> bool {
+        while self.left > 0 {
+            let want = self.left.min(self.buf.len() as u64) as usize;
+            let deadline = Instant::now() + self.idle;
+            match deadlines
+                .run(deadline, client.read(&mut self.buf[..want]))
+                .await
+            {
+                Some(Ok(n)) if n > 0 => self.left -= n as u64,
+                _ => return false,
+            }
+        }
+        true
     }
 }
 
