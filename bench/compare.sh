@@ -6,6 +6,9 @@
 #                            metrics, audit on): compare with row `nginx_full`
 #   bench/compare.sh post    the plain proxy, every request a POST with a 1 KiB JSON body
 #                            (proxy-compare --post 1024): compare with row `nginx`
+#   bench/compare.sh upload  the plain proxy, every request a POST with a 1 MiB body
+#                            (proxy-compare --post 1048576): throughput and peak RSS (`rss_l`)
+#                            against row `nginx`, which buffers such bodies to temporary files
 #
 # Builds release, writes the config into the run's work dir, runs 1 worker thread, pinned layout
 # (load generator on CPU 0, upstream and proxies on CPU 1), 5 reps. Extra arguments go to
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 variant=${1:-plain}
 shift || true
-case "$variant" in plain|full|post) ;; *) echo "usage: bench/compare.sh plain|full|post [proxy-compare options]" >&2; exit 2 ;; esac
+case "$variant" in plain|full|post|upload) ;; *) echo "usage: bench/compare.sh plain|full|post|upload [proxy-compare options]" >&2; exit 2 ;; esac
 compare=${PROXY_COMPARE:-../shared/bench/proxy-compare.sh}
 [[ -r "$compare" ]] || { echo "bench/compare.sh: $compare not found (set PROXY_COMPARE)" >&2; exit 2; }
 
@@ -28,6 +31,7 @@ case "$variant" in
   plain) access_log=false; audit=off; ops_port=19190 ;;
   full) access_log=true; audit=stdout; ops_port=19191 ;;
   post) access_log=false; audit=off; ops_port=19192; post=(--post 1024) ;;
+  upload) access_log=false; audit=off; ops_port=19193; post=(--post 1048576) ;;
 esac
 cat > "$work/palisade.toml" <<TOML
 [server]

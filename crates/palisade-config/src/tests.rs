@@ -82,6 +82,29 @@ upstream = "ap"
 }
 
 #[test]
+fn a_duration_no_deadline_could_hold_is_refused() {
+    // `now + request_body_timeout` would overflow the clock and panic a connection.
+    let text = r#"
+[server]
+request_body_timeout = "18446744073709551615s"
+
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "api"
+upstream = "app"
+"#;
+    assert_eq!(
+        errors(text, &[]),
+        [
+            "palisade.toml:3: server.request_body_timeout: duration \"18446744073709551615s\" \
+             is longer than the longest accepted, 365 days"
+        ]
+    );
+}
+
+#[test]
 fn bad_duration_says_what_is_valid() {
     let text = r#"
 [upstreams.app]

@@ -11,6 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 pub struct Duration(std::time::Duration);
 
 impl Duration {
+    /// The longest duration a config may give: 365 days.
+    pub const MAX: Self = Self::from_secs(365 * 24 * 3600);
+
     pub const fn from_secs(secs: u64) -> Self {
         Self(std::time::Duration::from_secs(secs))
     }
@@ -34,9 +37,17 @@ impl FromStr for Duration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s.trim()).map(Self).map_err(|e| {
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
             format!("invalid duration {s:?} ({e}); expected a number and a unit such as \"500ms\", \"30s\", \"5m\" or \"1h\"")
-        })
+        })?;
+        // Every duration becomes a deadline `now + d` somewhere; beyond a year none is meant,
+        // and near the type's limit the sum would overflow the clock.
+        if d > Self::MAX.0 {
+            return Err(format!(
+                "duration {s:?} is longer than the longest accepted, 365 days"
+            ));
+        }
+        Ok(Self(d))
     }
 }
 

@@ -244,11 +244,9 @@ both_codecs! {
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(conn);
         let line = access_line(&gw, "huge-short-1").await;
-        // hyper reads the early end of the body as a malformed request and writes its 400
-        // into the closed socket (NGINX logs 400 here too); the fast codec logs the client's
-        // departure.
-        let expected = if codec == Codec::Fast { 499 } else { 400 };
-        assert_eq!(logged_status(&line), expected, "{line}");
+        // The client left mid-body: 499 on both codecs (hyper reports the early end as an
+        // incomplete message, which the general codec logs as the client's departure).
+        assert_eq!(logged_status(&line), 499, "{line}");
         // The next request goes out on a connection of its own and is answered.
         let mut next = Conn::open(&gw).await;
         next.send(b"POST /next HTTP/1.1\r\nhost: app\r\ncontent-length: 3\r\n\r\nabc").await;
@@ -685,30 +683,4 @@ async fn a_pause_within_request_body_timeout_is_not_a_504_fast() {
 #[ignore = "design: the route timeout covers the upload (see pause_past_the_route_timeout)"]
 async fn a_pause_within_request_body_timeout_is_not_a_504_general() {
     pause_past_the_route_timeout(Codec::General).await;
-}
-
-/// A timeout the config accepts but no clock can add (`u64::MAX` seconds): skipping a short
-/// body the proxy answered without reading computes `now + request_body_timeout`, which
-/// panics, and the connection is dropped. The same sum for the other timeouts panics
-/// elsewhere on the fast codec, so the fix belongs in the config's bounds or one saturating
-/// helper.
-#[tokio::test]
-#[ignore = "a config-wide choice: bound durations in validation, or saturate every deadline"]
-async fn a_huge_request_body_timeout_does_not_panic_the_connection() {
-    let up = palisade_testkit::UpstreamServer::start().await.unwrap();
-    let config = common::config_for(up.addr(), "")
-        .replace("path = \"/\"", "path = \"/api\"")
-        .replace(
-            "[lifecycle]",
-            "[server]\nrequest_body_timeout = \"18446744073709551615s\"\n\n[lifecycle]",
-        );
-    let gw = common::spawn(Codec::Fast, &config, true).await;
-    let mut conn = Conn::open(&gw).await;
-    conn.send(b"POST /nowhere HTTP/1.1\r\nhost: app\r\ncontent-length: 10\r\n\r\n")
-        .await;
-    assert_eq!(conn.response(false).await.map(|r| r.status), Ok(404));
-    // The body is still awaited: the connection stays open.
-    assert!(!conn.closes(Duration::from_millis(500)).await);
-    let panicked = gw.output_lines().iter().any(|l| l.contains("panicked"));
-    assert!(!panicked, "{:#?}", gw.output_lines());
 }

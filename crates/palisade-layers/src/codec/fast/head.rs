@@ -235,6 +235,19 @@ upstream = "app"
     }
 
     #[test]
+    fn a_body_framed_by_content_length_stays_on_the_fast_codec() {
+        let raw = b"POST /api HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc";
+        let (step, out) = run(raw, "192.0.2.7");
+        let Some(Step::Forward(f)) = step else {
+            panic!("expected the fast codec")
+        };
+        // The head only: the body is the codec's to send after it.
+        assert_eq!((f.consumed, f.body), (raw.len() - 3, 3));
+        assert!(!f.idempotent);
+        assert!(out.contains("\r\ncontent-length: 3\r\n") && out.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
     fn anything_but_the_common_case_goes_to_the_general_path() {
         for raw in [
             &b"POST /api HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"[..],

@@ -175,12 +175,14 @@ impl<'b> Upload<'b> {
         false
     }
 
-    /// Reads and drops the rest of the body; false when the client closed or stalled first.
-    /// Cancel-safe: every byte read is counted before the next wait.
+    /// Reads and drops the rest of the body; false when the client closed first or took
+    /// longer than `server.request_body_timeout` for all of it (a bound on the whole, so a
+    /// client dripping bytes cannot hold the connection). Cancel-safe: every byte read is
+    /// counted before the next wait.
     async fn drain(&mut self, client: &mut TcpStream, deadlines: &mut Deadlines) -> bool {
+        let deadline = Instant::now() + self.idle;
         while self.left > 0 {
             let want = self.left.min(self.buf.len() as u64) as usize;
-            let deadline = Instant::now() + self.idle;
             match deadlines
                 .run(deadline, client.read(&mut self.buf[..want]))
                 .await

@@ -146,8 +146,13 @@ pub async fn handle(
             let client_fault = match body_error(&error) {
                 Some(RequestBodyError::TooLarge { .. }) => Some(ProxyError::PayloadTooLarge),
                 Some(RequestBodyError::Idle(_)) => Some(ProxyError::RequestTimeout),
-                // A malformed body (bad chunk framing); a client that left never sees it and
-                // its request is logged as 499 when this response is dropped unsent.
+                // The client closed before the end of its body: it left (499), as on the fast
+                // codec and whatever NGINX logs; nobody reads an answer.
+                Some(RequestBodyError::Read(e)) if client_left(e) => {
+                    ctx.record.client_closed(0);
+                    return plain(StatusCode::BAD_REQUEST);
+                }
+                // A malformed body (bad chunk framing).
                 Some(RequestBodyError::Read(_)) => Some(ProxyError::BadRequest),
                 None => None,
             };
@@ -317,6 +322,19 @@ fn bad_request() -> Rejection {
         error: ProxyError::BadRequest,
         close: true,
     }
+}
+
+/// The body ended early because the client closed its connection, not because it was
+/// malformed: hyper reports an end of input mid-body as `UnexpectedEof`.
+fn client_left(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::UnexpectedEof;
+        }
+        source = e.source();
+    }
+    error.is_incomplete_message()
 }
 
 /// The cause of a failed call when it was the client's request body.
