@@ -105,9 +105,11 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         audit: _,
         lifecycle: _,
         upstreams,
+        rate_limits,
         routes,
     } = old;
     check("upstreams", *upstreams == new.upstreams);
+    check("rate_limits", *rate_limits == new.rate_limits);
     check("routes", *routes == new.routes);
     changed
 }

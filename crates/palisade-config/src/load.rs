@@ -26,6 +26,7 @@ const SECTIONS: &[&str] = &[
     "audit",
     "lifecycle",
     "upstreams",
+    "rate_limits",
     "routes",
 ];
 
@@ -120,6 +121,7 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
         audit: Some(Default::default()),
         lifecycle: Some(Default::default()),
         upstreams: BTreeMap::new(),
+        rate_limits: BTreeMap::new(),
         routes: Vec::new(),
     };
     let root = FieldPath::root();
@@ -145,6 +147,23 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
                     &path,
                     format!(
                         "expected a table of named upstreams such as [upstreams.app], found {}",
+                        other.type_str()
+                    ),
+                )),
+            },
+            "rate_limits" => match value.get_ref() {
+                DeValue::Table(policies) => {
+                    for (name, policy) in policies {
+                        let path = path.key(name.get_ref());
+                        let loaded = piece(doc, policy, &path, errors);
+                        draft.rate_limits.insert(name.get_ref().to_string(), loaded);
+                    }
+                }
+                other => errors.push(doc.error_at(
+                    Some(&value.span()),
+                    &path,
+                    format!(
+                        "expected a table of named policies such as [rate_limits.per-ip], found {}",
                         other.type_str()
                     ),
                 )),
@@ -318,6 +337,11 @@ fn assemble(draft: Draft) -> Option<Config> {
             .upstreams
             .into_iter()
             .map(|(name, upstream)| Some((name, upstream?)))
+            .collect::<Option<_>>()?,
+        rate_limits: draft
+            .rate_limits
+            .into_iter()
+            .map(|(name, policy)| Some((name, policy?)))
             .collect::<Option<_>>()?,
         routes: draft.routes.into_iter().collect::<Option<_>>()?,
     })

@@ -36,6 +36,10 @@ pub struct Config {
     /// Named upstream services that routes forward to.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Named rate-limit policies (`[rate_limits.NAME]`), applied by the routes that list them
+    /// in their `rate_limits`.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
     /// Routes, tried in order; the first whose host, path and method match wins. At least one
     /// is required: without routes every request would get 404.
     #[serde(default)]
@@ -234,6 +238,78 @@ pub struct RouteConfig {
     /// Largest request body accepted; larger ones get 413. Absent: no limit.
     #[serde(default)]
     pub max_request_body: Option<ByteSize>,
+    /// Names of the rate-limit policies (keys of `[rate_limits]`) every request of this route
+    /// is counted against, e.g. ["per-ip", "read"]. Each is checked; the first that is
+    /// exhausted answers 429.
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
+}
+
+/// A named rate-limit policy: GCRA (the generic cell rate algorithm) over one bucket per key.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// What requests are counted by: "client_ip" (the client address decided with
+    /// `server.trusted_proxies`), "header:NAME" (the first value of request header NAME;
+    /// requests without it are counted by client address) or "route" (every request of the
+    /// route in one bucket).
+    #[serde(default = "default_rate_limit_key")]
+    pub key: String,
+    /// Requests admitted per `per`, on average, for each key.
+    pub limit: u32,
+    /// The period `limit` is counted over, e.g. "1m" or "1s".
+    pub per: Duration,
+    /// Requests admitted back to back from idle (governor's meaning: 1 spaces every request
+    /// evenly). Absent: `limit`. NGINX's `burst` and redis-cell count extra requests instead:
+    /// their `burst = 5` is `burst = 6` here.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Where the counters live: "local" (this process; each replica counts on its own).
+    #[serde(default)]
+    pub backend: RateLimitBackend,
+    /// Count and log the requests the policy would refuse, but refuse none: for trying a
+    /// policy on live traffic before enforcing it.
+    #[serde(default)]
+    pub shadow: bool,
+    /// Most keys tracked at once. Keys idle long enough to be back at a full burst are swept
+    /// every 10 s; past the cap, requests with new keys share one overflow bucket (counted in
+    /// `palisade_ratelimit_overflow_total`), so memory stays bounded whatever keys clients send.
+    #[serde(default = "default_rate_limit_max_keys")]
+    pub max_keys: usize,
+    /// Request header naming the client's tier, e.g. "x-plan", whose value selects one of
+    /// `tiers`. Set it only where a trusted component in front of Palisade writes the header:
+    /// a client could name any tier. Absent: no tiers.
+    #[serde(default)]
+    pub tier_header: Option<String>,
+    /// Limits per tier (`[rate_limits.NAME.tiers.pro]`); a request whose tier is not listed
+    /// gets the policy's own `limit`, `per` and `burst`.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, RateLimitTier>,
+}
+
+/// The limit of one tier of a rate-limit policy.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitTier {
+    /// Requests admitted per `per`, on average.
+    pub limit: u32,
+    /// The period; absent: the policy's `per`.
+    #[serde(default)]
+    pub per: Option<Duration>,
+    /// Requests admitted back to back from idle; absent: this tier's `limit`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// Where a rate-limit policy keeps its counters.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// In this process.
+    #[default]
+    Local,
+    /// In Redis, shared by every replica (not available yet: refused by validation).
+    Redis,
 }
 
 impl Default for ServerConfig {
@@ -341,6 +417,14 @@ fn default_pool_max_idle() -> usize {
 fn default_route_path() -> String {
     "/".to_owned()
 }
+fn default_rate_limit_key() -> String {
+    "client_ip".to_owned()
+}
+
+fn default_rate_limit_max_keys() -> usize {
+    100_000
+}
+
 fn default_route_timeout() -> Duration {
     Duration::from_secs(30)
 }

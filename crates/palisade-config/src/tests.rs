@@ -239,7 +239,7 @@ fn env_override_into_unknown_field_names_the_variable() {
         errors(MINIMAL, &[("PALISADE_SERVR__LISTEN", "127.0.0.1:8081")]),
         [
             "env PALISADE_SERVR__LISTEN: unknown field \"servr\"; valid fields: server, ops, log, \
-             audit, lifecycle, upstreams, routes"
+             audit, lifecycle, upstreams, rate_limits, routes"
         ]
     );
     let bad_value = errors(MINIMAL, &[("PALISADE_LIFECYCLE__GRACE_PERIOD", "soon")]);
@@ -375,10 +375,56 @@ fn example_validates() {
     assert_eq!(config.routes.len(), 2);
     assert_eq!(config.routes[0].path, "/api");
     assert_eq!(config.routes[1].path, "/");
+    assert_eq!(config.routes[0].rate_limits, ["per-ip"]);
+    assert_eq!(config.rate_limits["per-ip"].burst, Some(20));
     assert!(EXAMPLE.contains("${env:APP_TOKEN}"));
     // The example's values are the defaults wherever it does not say otherwise.
     assert_eq!(config.server.listen, defaults().config.server.listen);
     assert_eq!(config.lifecycle, LifecycleConfig::default());
+}
+
+#[test]
+fn rate_limit_mistakes_name_the_field_and_what_is_valid() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[rate_limits.per-ip]
+key = "cookie:session"
+limit = 0
+per = "0s"
+burst = 0
+backend = "redis"
+
+[rate_limits.tiered]
+limit = 10
+per = "1m"
+[rate_limits.tiered.tiers.pro]
+limit = 100
+
+[[routes]]
+name = "api"
+upstream = "app"
+rate_limits = ["per-ip", "per-user"]
+"#;
+    assert_eq!(
+        errors(text, &[]),
+        [
+            "palisade.toml:6: rate_limits.per-ip.key: key \"cookie:session\" is not a key; valid \
+             keys: \"client_ip\", \"header:NAME\", \"route\"",
+            "palisade.toml:7: rate_limits.per-ip.limit: must be at least 1 request per `per`; to \
+             refuse every request, leave the route out",
+            "palisade.toml:8: rate_limits.per-ip.per: must be longer than 0, e.g. \"500ms\" or \"30s\"",
+            "palisade.toml:9: rate_limits.per-ip.burst: must be at least 1 (1 spaces requests \
+             evenly); leave it out for `limit`",
+            "palisade.toml:10: rate_limits.per-ip.backend: backend \"redis\" is not available yet; \
+             use \"local\" (each replica counts on its own)",
+            "palisade.toml:15: rate_limits.tiered.tiers: tiers need a tier_header naming the request \
+             header that selects the tier, e.g. \"x-plan\"",
+            "palisade.toml:21: routes[0].rate_limits[1]: route \"api\" refers to rate-limit policy \
+             \"per-user\", which is not defined; defined policies: per-ip, tiered",
+        ]
+    );
 }
 
 #[test]

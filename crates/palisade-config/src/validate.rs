@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use crate::error::{FieldPath, Issue};
 use crate::headers::managed_reason;
 use crate::model::{
-    AuditConfig, AuditSinkKind, LifecycleConfig, LogConfig, OpsConfig, RouteConfig, ServerConfig,
-    UpstreamConfig,
+    AuditConfig, AuditSinkKind, LifecycleConfig, LogConfig, OpsConfig, RateLimitBackend,
+    RateLimitConfig, RouteConfig, ServerConfig, UpstreamConfig,
 };
 
 /// A config as far as it deserialized.
@@ -23,6 +23,7 @@ pub(crate) struct Draft {
     pub(crate) audit: Option<AuditConfig>,
     pub(crate) lifecycle: Option<LifecycleConfig>,
     pub(crate) upstreams: BTreeMap<String, Option<UpstreamConfig>>,
+    pub(crate) rate_limits: BTreeMap<String, Option<RateLimitConfig>>,
     pub(crate) routes: Vec<Option<RouteConfig>>,
 }
 
@@ -93,8 +94,87 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
             check_upstream(upstream, &path, &mut issues);
         }
     }
+    for (name, policy) in &draft.rate_limits {
+        let path = root.key("rate_limits").key(name);
+        if !valid_name(name) {
+            issues.push(Issue::new(
+                path.clone(),
+                format!("invalid rate-limit policy name {name:?}; names are {NAME_RULE}"),
+            ));
+        }
+        if let Some(policy) = policy {
+            check_rate_limit(policy, &path, &mut issues);
+        }
+    }
     check_routes(draft, &mut issues);
     issues
+}
+
+fn check_rate_limit(policy: &RateLimitConfig, path: &FieldPath, issues: &mut Vec<Issue>) {
+    let key = policy.key.as_str();
+    let key_problem = match key.split_once(':') {
+        _ if key == "client_ip" || key == "route" => None,
+        Some(("header", name)) if is_token(name) => None,
+        Some(("header", _)) => Some("names no valid header; write e.g. \"header:x-api-user\""),
+        _ if key == "identity" || key == "api_key" => {
+            Some("needs identity (JWT or API keys), which is not available yet")
+        }
+        _ => Some("is not a key"),
+    };
+    if let Some(problem) = key_problem {
+        issues.push(Issue::new(
+            path.key("key"),
+            format!("key {key:?} {problem}; valid keys: \"client_ip\", \"header:NAME\", \"route\""),
+        ));
+    }
+    check_rate(policy.limit, policy.burst, path, issues);
+    check_positive(policy.per, path.key("per"), issues);
+    if policy.backend == RateLimitBackend::Redis {
+        issues.push(Issue::new(
+            path.key("backend"),
+            "backend \"redis\" is not available yet; use \"local\" (each replica counts on its own)",
+        ));
+    }
+    if policy.max_keys == 0 {
+        issues.push(Issue::new(
+            path.key("max_keys"),
+            "must be at least 1, e.g. 100000",
+        ));
+    }
+    match &policy.tier_header {
+        Some(header) if !is_token(header) => issues.push(Issue::new(
+            path.key("tier_header"),
+            format!("invalid header name {header:?}; write e.g. \"x-plan\""),
+        )),
+        None if !policy.tiers.is_empty() => issues.push(Issue::new(
+            path.key("tiers"),
+            "tiers need a tier_header naming the request header that selects the tier, e.g. \"x-plan\"",
+        )),
+        _ => {}
+    }
+    for (name, tier) in &policy.tiers {
+        let path = path.key("tiers").key(name);
+        check_rate(tier.limit, tier.burst, &path, issues);
+        if let Some(per) = tier.per {
+            check_positive(per, path.key("per"), issues);
+        }
+    }
+}
+
+/// A policy's or tier's `limit` and `burst`: at least one request each.
+fn check_rate(limit: u32, burst: Option<u32>, path: &FieldPath, issues: &mut Vec<Issue>) {
+    if limit == 0 {
+        issues.push(Issue::new(
+            path.key("limit"),
+            "must be at least 1 request per `per`; to refuse every request, leave the route out",
+        ));
+    }
+    if burst == Some(0) {
+        issues.push(Issue::new(
+            path.key("burst"),
+            "must be at least 1 (1 spaces requests evenly); leave it out for `limit`",
+        ));
+    }
 }
 
 fn check_positive(value: crate::Duration, path: FieldPath, issues: &mut Vec<Issue>) {
@@ -300,6 +380,24 @@ fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
         }
         check_route_match(route, &path, issues);
         check_positive(route.timeout, path.key("timeout"), issues);
+        for (j, policy) in route.rate_limits.iter().enumerate() {
+            if !draft.rate_limits.contains_key(policy) {
+                let defined = if draft.rate_limits.is_empty() {
+                    "none".to_owned()
+                } else {
+                    let names: Vec<&str> = draft.rate_limits.keys().map(String::as_str).collect();
+                    names.join(", ")
+                };
+                issues.push(Issue::new(
+                    path.key("rate_limits").index(j),
+                    format!(
+                        "route {:?} refers to rate-limit policy {policy:?}, which is not defined; \
+                         defined policies: {defined}",
+                        route.name
+                    ),
+                ));
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod problem;
 pub mod proxy;
+pub mod ratelimit;
 pub mod request_id;
 pub mod routing;
 pub mod trace_context;
@@ -25,5 +26,5 @@ pub mod upstream;
 
 /// The fast codec under the name the binary knows it by.
 pub use codec::fast as direct;
-pub use proxy::{Proxy, Snapshot};
+pub use proxy::{Proxy, Retained, Snapshot};
 pub use upstream::EndpointRegistry;

@@ -28,6 +28,9 @@ pub enum ProxyError {
     /// The request body is larger than the route allows.
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// A rate-limit policy of the route is exhausted for this client.
+    #[error("too many requests; retry after the time Retry-After gives")]
+    RateLimited,
 }
 
 impl ProxyError {
@@ -39,6 +42,7 @@ impl ProxyError {
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -51,6 +55,7 @@ impl ProxyError {
             Self::UpstreamUnavailable => "upstream-unavailable",
             Self::UpstreamTimeout => "upstream-timeout",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::RateLimited => "rate-limited",
         }
     }
 
@@ -62,6 +67,7 @@ impl ProxyError {
             Self::UpstreamUnavailable => "Bad Gateway",
             Self::UpstreamTimeout => "Gateway Timeout",
             Self::PayloadTooLarge => "Payload Too Large",
+            Self::RateLimited => "Too Many Requests",
         }
     }
 }
@@ -70,11 +76,15 @@ impl ProxyError {
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Builds the problem body. `request_id` is already validated (visible ASCII without quotes or
-/// backslashes), so it can be embedded without escaping.
-pub fn problem_body(error: ProxyError, request_id: &str) -> Bytes {
+/// backslashes), so it can be embedded without escaping; so is `policy`, a config name
+/// ([a-z0-9_-]), added as the `policy` member of a 429.
+pub fn problem_body(error: ProxyError, request_id: &str, policy: Option<&str>) -> Bytes {
     let status = error.status().as_u16();
+    let policy = policy
+        .map(|p| format!(",\"policy\":\"{p}\""))
+        .unwrap_or_default();
     Bytes::from(format!(
-        "{{\"type\":\"https://palisade.dev/problems/{}\",\"title\":\"{}\",\"status\":{status},\"detail\":\"{error}\",\"request_id\":\"{request_id}\"}}",
+        "{{\"type\":\"https://palisade.dev/problems/{}\",\"title\":\"{}\",\"status\":{status},\"detail\":\"{error}\",\"request_id\":\"{request_id}\"{policy}}}",
         error.type_slug(),
         error.title(),
     ))
@@ -86,7 +96,7 @@ mod tests {
 
     #[test]
     fn body_is_json_and_names_only_the_problem() {
-        let body = problem_body(ProxyError::UpstreamUnavailable, "abc-123");
+        let body = problem_body(ProxyError::UpstreamUnavailable, "abc-123", None);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], 502);
         assert_eq!(v["title"], "Bad Gateway");
@@ -94,6 +104,17 @@ mod tests {
         assert_eq!(
             v["type"],
             "https://palisade.dev/problems/upstream-unavailable"
+        );
+        assert!(v.get("policy").is_none());
+    }
+
+    #[test]
+    fn a_429_names_the_policy() {
+        let body = problem_body(ProxyError::RateLimited, "abc-123", Some("per-ip"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (v["status"].as_u64(), v["policy"].as_str()),
+            (Some(429), Some("per-ip"))
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The proxy's state: the current config snapshot, the process-wide metrics, and what must
-//! outlive a reload (endpoints with their pools and backoff state).
+//! outlive a reload ([`Retained`]: endpoints with their pools and backoff state, rate-limit
+//! counters).
 //!
 //! A config snapshot ([`Snapshot`]) holds everything built from one config; [`Proxy`] swaps
 //! snapshots atomically, so each request sees exactly one config from start to end.
@@ -13,13 +14,39 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 use palisade_config::LoadedConfig;
+use palisade_telemetry::audit::AuditSink;
 use palisade_telemetry::metrics::{Metrics, NO_ROUTE, RouteMetrics};
 
 use crate::codec::general::body::ResponseBody;
 use crate::forwarded::TrustedProxies;
 use crate::pool::EndpointHealth;
+use crate::ratelimit;
 use crate::routing::{Route, Router};
 use crate::upstream::{EndpointRegistry, Upstream, UpstreamBuildError};
+
+/// What outlives a config reload: endpoints with their pools and backoff state, rate-limit
+/// policies with their counters, and the audit sink refusals are reported to.
+pub struct Retained {
+    pub endpoints: EndpointRegistry,
+    pub limiters: ratelimit::Registry,
+    pub audit: AuditSink,
+}
+
+impl Retained {
+    pub fn new(audit: AuditSink) -> Self {
+        Self {
+            endpoints: EndpointRegistry::default(),
+            limiters: ratelimit::Registry::default(),
+            audit,
+        }
+    }
+}
+
+impl Default for Retained {
+    fn default() -> Self {
+        Self::new(AuditSink::off())
+    }
+}
 
 /// Everything the request path needs from one config, built once per load or reload.
 pub struct Snapshot {
@@ -36,26 +63,41 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the snapshot of `loaded`. Endpoints already in `registry` with the same settings
-    /// are reused, so a reload keeps their pooled connections and backoff state.
+    /// Builds the snapshot of `loaded`. Endpoints already in `retained` with the same settings
+    /// are reused, so a reload keeps their pooled connections and backoff state; so are
+    /// rate-limit policies whose settings are unchanged, with their counters.
     pub fn build(
         loaded: &LoadedConfig,
         metrics: &Metrics,
-        registry: &EndpointRegistry,
+        retained: &Retained,
     ) -> Result<Self, UpstreamBuildError> {
         let cfg = &loaded.config;
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for (name, up) in &cfg.upstreams {
             let metrics = metrics.upstream(name);
-            upstreams.push(Arc::new(Upstream::new(name, up, metrics, registry)?));
+            upstreams.push(Arc::new(Upstream::new(
+                name,
+                up,
+                metrics,
+                &retained.endpoints,
+            )?));
         }
-        registry.retain(&upstreams);
+        retained.endpoints.retain(&upstreams);
+        let policies = retained
+            .limiters
+            .build(&cfg.rate_limits, metrics, &retained.audit);
         let routes = cfg
             .routes
             .iter()
             .filter_map(|r| {
                 let up = upstreams.iter().find(|u| u.name == r.upstream)?;
-                Some(Arc::new(Route::new(r, up.clone(), metrics.route(&r.name))))
+                let limits = r
+                    .rate_limits
+                    .iter()
+                    .filter_map(|name| policies.get(name).cloned())
+                    .collect();
+                let route = Route::new(r, up.clone(), metrics.route(&r.name), limits);
+                Some(Arc::new(route))
             })
             .collect();
         Ok(Self {
@@ -85,28 +127,24 @@ impl Snapshot {
 pub struct Proxy {
     snapshot: ArcSwap<Snapshot>,
     metrics: Arc<Metrics>,
-    registry: Arc<EndpointRegistry>,
+    retained: Arc<Retained>,
     draining: AtomicBool,
 }
 
 impl Proxy {
-    /// `registry` must be the one `snapshot` was built with.
-    pub fn new(
-        snapshot: Snapshot,
-        metrics: Arc<Metrics>,
-        registry: Arc<EndpointRegistry>,
-    ) -> Arc<Self> {
+    /// `retained` must be the one `snapshot` was built with.
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, retained: Arc<Retained>) -> Arc<Self> {
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
-            registry,
+            retained,
             draining: AtomicBool::new(false),
         })
     }
 
     /// The state kept across reloads; build the next snapshot with it.
-    pub fn registry(&self) -> &EndpointRegistry {
-        &self.registry
+    pub fn retained(&self) -> &Retained {
+        &self.retained
     }
 
     /// From now on, HTTP/1 responses carry `Connection: close`, so clients move their next

@@ -8,6 +8,7 @@ use http::Method;
 use palisade_config::{PathMatch, RouteConfig};
 use palisade_telemetry::metrics::RouteMetrics;
 
+use crate::ratelimit::Policy;
 use crate::upstream::Upstream;
 
 /// A check a route runs on every request head it matches, compiled from its config. The
@@ -32,6 +33,8 @@ pub struct Route {
     pub max_request_body: Option<u64>,
     /// Run in order on each request head; the first refusal answers.
     pub checks: Vec<HeadCheck>,
+    /// The rate-limit policies every request of the route is counted against, in order.
+    pub limits: Vec<Arc<Policy>>,
     pub metrics: RouteMetrics,
 }
 
@@ -43,7 +46,12 @@ enum HostMatch {
 }
 
 impl Route {
-    pub fn new(cfg: &RouteConfig, upstream: Arc<Upstream>, metrics: RouteMetrics) -> Self {
+    pub fn new(
+        cfg: &RouteConfig,
+        upstream: Arc<Upstream>,
+        metrics: RouteMetrics,
+        limits: Vec<Arc<Policy>>,
+    ) -> Self {
         let host = cfg.host.as_deref().map(|h| match h.strip_prefix('*') {
             Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
             None => HostMatch::Exact(h.to_ascii_lowercase()),
@@ -66,6 +74,7 @@ impl Route {
                 .map(|b| HeadCheck::BodyLimit(b.as_u64()))
                 .into_iter()
                 .collect(),
+            limits,
             metrics,
         }
     }
@@ -146,7 +155,7 @@ mod tests {
         let cfg: RouteConfig = toml::from_str(toml_route).unwrap();
         let metrics = Metrics::new("test");
         let up = Arc::new(Upstream::for_tests("app"));
-        Arc::new(Route::new(&cfg, up, metrics.route(&cfg.name)))
+        Arc::new(Route::new(&cfg, up, metrics.route(&cfg.name), Vec::new()))
     }
 
     #[test]

@@ -37,6 +37,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// it, so a setting added to the config counts as restart-only until it is listed here.
 const APPLIED_ON_RELOAD: &[&str] = &[
     "upstreams",
+    "rate_limits",
     "routes",
     "server.trusted_proxies",
     "server.request_body_timeout",
@@ -137,8 +138,8 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
              unless PALISADE_SERVER__LISTEN or PALISADE_OPS__LISTEN set the addresses"
         );
     }
-    let registry = Arc::new(palisade_layers::EndpointRegistry::default());
-    let snapshot = match Snapshot::build(&loaded, &metrics, &registry) {
+    let retained = Arc::new(palisade_layers::Retained::new(audit.clone()));
+    let snapshot = match Snapshot::build(&loaded, &metrics, &retained) {
         Ok(s) => s,
         Err(error) => {
             tracing::error!(%error, "config cannot be applied");
@@ -154,7 +155,18 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
         config_version: loaded.version.clone(),
         pending_restart: None,
     }));
-    let proxy = Proxy::new(snapshot, metrics.clone(), registry);
+    let proxy = Proxy::new(snapshot, metrics.clone(), retained);
+    // Idle rate-limit keys are swept on a timer, so memory follows the active keys only.
+    let sweeper = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(palisade_layers::ratelimit::SWEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                proxy.retained().limiters.sweep();
+            }
+        })
+    };
 
     let (proxy_listener, ops_listener) = match (
         TcpListener::bind(cfg.server.listen).await,
@@ -283,6 +295,7 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
         }
     };
     checker.abort();
+    sweeper.abort();
     let _ = ops_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), ops_task).await;
 
@@ -339,7 +352,7 @@ impl Reloader<'_> {
         let result = cli::load(self.args)
             .map_err(|e| e.to_string())
             .and_then(|loaded| {
-                let snapshot = Snapshot::build(&loaded, self.metrics, self.proxy.registry())
+                let snapshot = Snapshot::build(&loaded, self.metrics, self.proxy.retained())
                     .map_err(|e| e.to_string())?;
                 Ok((loaded, snapshot))
             });

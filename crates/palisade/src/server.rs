@@ -242,9 +242,9 @@ upstream = "app"
     fn proxy() -> Arc<Proxy> {
         let loaded = palisade_config::load_str("t.toml", CONFIG, &[]).expect("valid config");
         let metrics = Metrics::new("test");
-        let registry = Arc::new(palisade_layers::EndpointRegistry::default());
-        let snapshot = Snapshot::build(&loaded, &metrics, &registry).expect("snapshot");
-        Proxy::new(snapshot, metrics, registry)
+        let retained = Arc::new(palisade_layers::Retained::default());
+        let snapshot = Snapshot::build(&loaded, &metrics, &retained).expect("snapshot");
+        Proxy::new(snapshot, metrics, retained)
     }
 
     fn panics_counted(proxy: &Proxy) -> bool {

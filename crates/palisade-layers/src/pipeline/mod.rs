@@ -27,6 +27,7 @@ use crate::access::AccessRecord;
 use crate::forwarded::Forwarding;
 use crate::problem::ProxyError;
 use crate::proxy::Snapshot;
+use crate::ratelimit;
 use crate::request_id;
 use crate::routing::Route;
 use crate::trace_context::TraceContext;
@@ -55,6 +56,9 @@ pub struct RequestCtx {
     pub record: AccessRecord,
     /// `traceparent` for the upstream and `traceresponse` for the client.
     pub traceparent: [u8; 55],
+    /// What the route's rate limits decided: the fields every response carries, and the
+    /// policy that refused the request. `None` on routes without rate limits.
+    pub limits: Option<Box<ratelimit::Verdict>>,
 }
 
 impl RequestCtx {
@@ -95,6 +99,7 @@ impl RequestCtx {
                 written: false,
             },
             traceparent: trace.header_bytes(),
+            limits: None,
         }
     }
 }
@@ -205,6 +210,16 @@ pub fn admit<'a>(
     if let Some(rejection) = checks::run(&route.checks, &facts) {
         return Admission::Reject(ctx, rejection);
     }
+    let mut ctx = ctx;
+    if !route.limits.is_empty() {
+        let verdict = limit(head, &route, forwarding.client, &ctx);
+        let refused = verdict.refused.is_some();
+        ctx.limits = Some(Box::new(verdict));
+        if refused {
+            let error = ProxyError::RateLimited;
+            return Admission::Reject(ctx, Rejection { error, close });
+        }
+    }
     let target = match (normalized, query) {
         (Cow::Borrowed(_), _) => Cow::Borrowed(target),
         (Cow::Owned(mut p), Some(q)) => {
@@ -222,6 +237,31 @@ pub fn admit<'a>(
         peer,
         target,
     })
+}
+
+/// Counts the request against every rate-limit policy of its route.
+fn limit(
+    head: &RequestHead<'_>,
+    route: &Route,
+    client_ip: IpAddr,
+    ctx: &RequestCtx,
+) -> ratelimit::Verdict {
+    let header = |name: &str| {
+        head.lines
+            .iter()
+            .find(|l| l.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|l| l.value)
+    };
+    let input = ratelimit::KeyInput {
+        client_ip,
+        route: &route.name,
+        header: &header,
+    };
+    let who = ratelimit::Requester {
+        request_id: ctx.record.request_id.to_str().unwrap_or_default(),
+        trace_id: ctx.record.trace.trace_id(),
+    };
+    ratelimit::check(&route.limits, &input, &who)
 }
 
 /// The fast codec serves no body, or one framed by `Content-Length` without `Expect`.

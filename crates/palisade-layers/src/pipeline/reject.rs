@@ -1,8 +1,9 @@
 //! Every answer the proxy gives instead of the upstream, rendered in one place.
 //!
 //! A [`Rejection`] carries what its response needs; [`render`] turns it into status, headers
-//! (`Date`, the request id, `traceresponse`, `Cache-Control: no-store`, `Connection: close`
-//! when the connection cannot continue) and a small `application/problem+json` body, through a
+//! (`Date`, the request id, `traceresponse`, `Cache-Control: no-store`, the rate-limit fields
+//! and `Retry-After` on a route with rate limits, `Connection: close` when the connection
+//! cannot continue) and a small `application/problem+json` body, through a
 //! [`ResponseSink`] each codec implements. The access log line and the request metric follow
 //! from the request's record when the response is done.
 
@@ -37,9 +38,12 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
     let record = &mut ctx.record;
     record.status = status.as_u16();
     record.metrics.rejected(rejection.error.type_slug());
+    let limits = ctx.limits.as_deref();
+    let refused = limits.and_then(|l| l.refused.as_ref());
     let body = problem_body(
         rejection.error,
         record.request_id.to_str().unwrap_or_default(),
+        refused.map(|(policy, _)| &**policy),
     );
     sink.status(status);
     sink.header(b"content-type", PROBLEM_JSON.as_bytes());
@@ -51,6 +55,16 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
     sink.header(b"traceresponse", &ctx.traceparent);
     sink.header(b"cache-control", b"no-store");
     with_date(|date| sink.header(b"date", date));
+    if let Some(limits) = limits {
+        sink.header(b"ratelimit-policy", limits.policy_field.as_bytes());
+        sink.header(b"ratelimit", limits.limit_field.as_bytes());
+    }
+    if let Some((_, retry_after)) = refused {
+        sink.header(
+            b"retry-after",
+            super::forward::decimal(*retry_after, &mut [0; 20]),
+        );
+    }
     if rejection.close {
         sink.header(b"connection", b"close");
     }

@@ -14,6 +14,7 @@ pub mod exposition;
 pub mod names;
 #[cfg(target_os = "linux")]
 mod process;
+mod ratelimit;
 mod route;
 mod upstream;
 
@@ -29,6 +30,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use exposition::Format;
+pub use ratelimit::RateLimitMetrics;
 pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
 
@@ -79,6 +81,7 @@ pub struct Metrics {
     connection_panics: Counter,
     audit_events: Counter,
     audit_dropped: Counter,
+    ratelimit: ratelimit::RateLimitFamilies,
 }
 
 impl Metrics {
@@ -110,6 +113,7 @@ impl Metrics {
             connection_panics: Counter::default(),
             audit_events: Counter::default(),
             audit_dropped: Counter::default(),
+            ratelimit: Default::default(),
             registry: Registry::default(),
         };
         let mut registry = std::mem::take(&mut metrics.registry);
@@ -229,8 +233,33 @@ impl Metrics {
             "Audit events lost: queue full, writer stopped or write failed",
             self.audit_dropped.clone(),
         );
+        r.register(
+            RATELIMIT_DECISIONS,
+            "Rate-limit decisions, by policy and result (allowed, limited, shadow_limited)",
+            self.ratelimit.decisions.clone(),
+        );
+        r.register(
+            RATELIMIT_KEYS,
+            "Keys a rate-limit policy tracks now",
+            self.ratelimit.keys.clone(),
+        );
+        r.register(
+            RATELIMIT_SWEPT_KEYS,
+            "Keys dropped from a rate-limit policy because they were idle (back at a full burst)",
+            self.ratelimit.swept.clone(),
+        );
+        r.register(
+            RATELIMIT_OVERFLOW,
+            "Requests with a new key counted in a policy's shared overflow bucket because it tracked max_keys keys",
+            self.ratelimit.overflow.clone(),
+        );
         #[cfg(target_os = "linux")]
         r.register_collector(Box::new(process::ProcessCollector));
+    }
+
+    /// The handle a rate-limit policy records its decisions with.
+    pub fn ratelimit(&self, policy: &str) -> RateLimitMetrics {
+        RateLimitMetrics::new(policy, &self.ratelimit)
     }
 
     /// The handle a route's service records its requests with. Create it when the config

@@ -75,3 +75,13 @@ pub mod standard {
     /// Gauge `process_start_time_seconds`: Unix time the process started, as the kernel has it.
     pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
 }
+/// Counter `palisade_ratelimit_decisions_total{policy,result}`: rate-limit decisions; `result`
+/// is `allowed`, `limited` (answered 429) or `shadow_limited` (would have been, in shadow mode).
+pub const RATELIMIT_DECISIONS: &str = "palisade_ratelimit_decisions";
+/// Gauge `palisade_ratelimit_keys{policy}`: keys a policy tracks now (updated by each sweep).
+pub const RATELIMIT_KEYS: &str = "palisade_ratelimit_keys";
+/// Counter `palisade_ratelimit_swept_keys_total{policy}`: keys dropped because they were idle.
+pub const RATELIMIT_SWEPT_KEYS: &str = "palisade_ratelimit_swept_keys";
+/// Counter `palisade_ratelimit_overflow_total{policy}`: requests with a new key counted in the
+/// policy's shared overflow bucket, because it already tracked `max_keys` keys.
+pub const RATELIMIT_OVERFLOW: &str = "palisade_ratelimit_overflow";

@@ -249,6 +249,7 @@ pub async fn exchange(
         traceparent: &ctx.traceparent,
         head_request,
         close,
+        limits: ctx.limits.as_deref(),
     };
     let outcome = {
         let (reader, mut writer) = client.split();

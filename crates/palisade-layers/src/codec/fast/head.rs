@@ -139,7 +139,7 @@ mod tests {
     use std::net::IpAddr;
 
     use crate::problem::ProxyError;
-    use crate::upstream::EndpointRegistry;
+    use crate::proxy::Retained;
 
     const CONFIG: &str = r#"
 [server]
@@ -157,8 +157,7 @@ upstream = "app"
     fn snapshot() -> (Snapshot, Arc<Metrics>) {
         let loaded = palisade_config::load_str("t.toml", CONFIG, &[]).expect("valid config");
         let metrics = Metrics::new("test");
-        let snap =
-            Snapshot::build(&loaded, &metrics, &EndpointRegistry::default()).expect("snapshot");
+        let snap = Snapshot::build(&loaded, &metrics, &Retained::default()).expect("snapshot");
         (snap, metrics)
     }
 

@@ -58,6 +58,8 @@ pub struct Reply<'a> {
     pub head_request: bool,
     /// The client asked to close, or the gateway is draining.
     pub close: bool,
+    /// The route's rate-limit fields, added beside any the upstream sent.
+    pub limits: Option<&'a crate::ratelimit::Verdict>,
 }
 
 /// Reads the upstream's response head at the front of `buf` and writes the client's into
@@ -177,6 +179,10 @@ pub fn translate(
     }
     out.header(b"x-request-id", reply.request_id.as_bytes());
     out.header(b"traceresponse", reply.traceparent);
+    if let Some(limits) = reply.limits {
+        out.header(b"ratelimit-policy", limits.policy_field.as_bytes());
+        out.header(b"ratelimit", limits.limit_field.as_bytes());
+    }
     if close {
         out.header(b"connection", b"close");
     }
@@ -202,6 +208,7 @@ mod tests {
             traceparent: &tp,
             head_request,
             close: false,
+            limits: None,
         };
         let mut out = Vec::new();
         let r = translate(raw, &reply, &mut out);

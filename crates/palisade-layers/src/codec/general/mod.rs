@@ -29,6 +29,9 @@ use crate::trace_context::TRACERESPONSE;
 use body::{FromUpstream, RequestBody, RequestBodyError, ResponseBody};
 use exchange::GeneralExchange;
 
+const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
 /// What the upstream request needs once the head's borrow has ended.
 struct Outbound {
     ctx: RequestCtx,
@@ -297,6 +300,16 @@ fn respond(
     );
     if let Ok(tr) = HeaderValue::from_bytes(&ctx.traceparent) {
         headers.insert(TRACERESPONSE, tr);
+    }
+    // Beside the upstream's own rate-limit fields, which stay: a list field's lines combine.
+    if let Some(limits) = ctx.limits.as_deref()
+        && let (Ok(policy), Ok(limit)) = (
+            HeaderValue::from_str(&limits.policy_field),
+            HeaderValue::from_str(&limits.limit_field),
+        )
+    {
+        headers.append(RATELIMIT_POLICY, policy);
+        headers.append(RATELIMIT, limit);
     }
     if close && !switching {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
