@@ -3,6 +3,9 @@
 # valgrind's callgrind: repeatable counts that decide small changes where CPU time is too noisy.
 #
 #   bench/callgrind.sh [REQUESTS]      (default 20000; GET, then POST with a 1 KiB JSON body)
+#   FULL=1 bench/callgrind.sh          the full default stack (access log, audit)
+#   LIMITS=1 bench/callgrind.sh        every request also counted against a per-IP policy and a
+#                                      tiered per-user policy (never exhausted by this load)
 #
 # Layout: an NGINX upstream answering `return 200` with a 100-byte body on 127.0.0.1:18180; NGINX
 # (master_process off, 1 worker, upstream keep-alive) on :18181 and Palisade (1 worker thread,
@@ -15,6 +18,7 @@ cd "$(dirname "$0")/.."
 
 requests=${1:-20000}
 full=${FULL:-0}
+limits=${LIMITS:-0}
 for tool in nginx hey valgrind callgrind_control; do
   if ! command -v "$tool" >/dev/null; then
     echo "bench/callgrind.sh: installing what is missing ($tool)" >&2
@@ -74,6 +78,21 @@ name = "all"
 path = "/"
 upstream = "app"
 TOML
+if [[ $limits == 1 ]]; then
+  sed -i 's/^upstream = "app"$/upstream = "app"\nrate_limits = ["per-ip", "per-user"]/' "$work/palisade.toml"
+  cat >> "$work/palisade.toml" <<TOML
+[rate_limits.per-ip]
+limit = 100000000
+per = "1s"
+[rate_limits.per-user]
+key = "header:x-user"
+limit = 100000000
+per = "1s"
+tier_header = "x-plan"
+[rate_limits.per-user.tiers.pro]
+limit = 200000000
+TOML
+fi
 
 nginx -c "$work/up/nginx.conf" & pids+=($!)
 valgrind --tool=callgrind --callgrind-out-file="$work/nginx.%p.out" \

@@ -6,6 +6,9 @@
 #                            metrics, audit on): compare with row `nginx_full`
 #   bench/compare.sh post    the plain proxy, every request a POST with a 1 KiB JSON body
 #                            (proxy-compare --post 1024): compare with row `nginx`
+#   bench/compare.sh limited the full default stack plus a per-IP policy and a tiered per-user
+#                            policy on the route (never exhausted by this load): compare with
+#                            row `nginx_full`, which runs limit_req
 #   bench/compare.sh upload  the plain proxy, every request a POST with a 1 MiB body
 #                            (proxy-compare --post 1048576): throughput and peak RSS (`rss_l`)
 #                            against row `nginx`, which buffers such bodies to temporary files
@@ -18,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 variant=${1:-plain}
 shift || true
-case "$variant" in plain|full|post|upload) ;; *) echo "usage: bench/compare.sh plain|full|post|upload [proxy-compare options]" >&2; exit 2 ;; esac
+case "$variant" in plain|full|limited|post|upload) ;; *) echo "usage: bench/compare.sh plain|full|limited|post|upload [proxy-compare options]" >&2; exit 2 ;; esac
 compare=${PROXY_COMPARE:-../shared/bench/proxy-compare.sh}
 [[ -r "$compare" ]] || { echo "bench/compare.sh: $compare not found (set PROXY_COMPARE)" >&2; exit 2; }
 
@@ -30,6 +33,7 @@ post=()
 case "$variant" in
   plain) access_log=false; audit=off; ops_port=19190 ;;
   full) access_log=true; audit=stdout; ops_port=19191 ;;
+  limited) access_log=true; audit=stdout; ops_port=19194 ;;
   post) access_log=false; audit=off; ops_port=19192; post=(--post 1024) ;;
   upload) access_log=false; audit=off; ops_port=19193; post=(--post 1048576) ;;
 esac
@@ -55,6 +59,22 @@ name = "all"
 path = "/"
 upstream = "app"
 TOML
+if [[ $variant == limited ]]; then
+  # wrk sends no x-user header: the per-user policy counts by client address, in its default tier.
+  sed -i 's/^upstream = "app"$/upstream = "app"\nrate_limits = ["per-ip", "per-user"]/' "$work/palisade.toml"
+  cat >> "$work/palisade.toml" <<TOML
+[rate_limits.per-ip]
+limit = 100000000
+per = "1s"
+[rate_limits.per-user]
+key = "header:x-user"
+limit = 100000000
+per = "1s"
+tier_header = "x-plan"
+[rate_limits.per-user.tiers.pro]
+limit = 200000000
+TOML
+fi
 "$bin" validate --config "$work/palisade.toml"
 
 bash "$compare" \

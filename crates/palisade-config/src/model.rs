@@ -239,8 +239,8 @@ pub struct RouteConfig {
     #[serde(default)]
     pub max_request_body: Option<ByteSize>,
     /// Names of the rate-limit policies (keys of `[rate_limits]`) every request of this route
-    /// is counted against, e.g. ["per-ip", "read"]. Each is checked; the first that is
-    /// exhausted answers 429.
+    /// is counted against, e.g. ["per-ip", "read"]. Each counts the request; when some are
+    /// exhausted, the one with the longest wait answers 429.
     #[serde(default)]
     pub rate_limits: Vec<String>,
 }

@@ -15,7 +15,6 @@
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -76,10 +75,15 @@ struct Bucket {
     burst: u32,
     /// The time one request's cell takes to come back.
     emission: Duration,
+    /// This quota's member of `RateLimit-Policy`, written once: `"name";q=LIMIT;w=SECONDS`.
+    policy_item: String,
+    /// The start of its member of `RateLimit`: `"name";r=`.
+    limit_prefix: String,
 }
 
 impl Bucket {
     fn new(
+        name: &str,
         limit: u32,
         per: Duration,
         burst: Option<u32>,
@@ -100,6 +104,9 @@ impl Bucket {
             window: per.as_secs().max(1),
             burst,
             emission,
+            // Policy names are [a-z0-9_-]: an RFC 9651 string needs no escaping.
+            policy_item: format!("\"{name}\";q={limit};w={}", per.as_secs().max(1)),
+            limit_prefix: format!("\"{name}\";r="),
         }
     }
 }
@@ -163,7 +170,7 @@ impl Policy {
                 let per = t.per.map_or(per, |p| p.get());
                 (
                     tier.clone(),
-                    Bucket::new(t.limit, per, t.burst, cfg, clock, &metrics),
+                    Bucket::new(name, t.limit, per, t.burst, cfg, clock, &metrics),
                 )
             })
             .collect();
@@ -172,7 +179,7 @@ impl Policy {
             config: cfg.clone(),
             key,
             tier_header: cfg.tier_header.as_ref().map(|h| h.to_ascii_lowercase()),
-            default: Bucket::new(cfg.limit, per, cfg.burst, cfg, clock, &metrics),
+            default: Bucket::new(name, cfg.limit, per, cfg.burst, cfg, clock, &metrics),
             tiers,
             hasher: RandomState::new(),
             metrics,
@@ -182,9 +189,16 @@ impl Policy {
 
     /// Counts one request and answers whether it may pass.
     pub fn check(&self, input: &KeyInput<'_>) -> Decision {
+        self.decide(input).1
+    }
+
+    /// Counts one request: the quota it was counted on, and the answer.
+    fn decide(&self, input: &KeyInput<'_>) -> (&Bucket, Decision) {
         let bucket = self.bucket(input);
-        let key = self.key_hash(input);
-        let now = bucket.limiter.clock().now();
+        (bucket, self.count(bucket, self.key_hash(input)))
+    }
+
+    fn count(&self, bucket: &Bucket, key: u64) -> Decision {
         match bucket.limiter.check_key(&key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -202,7 +216,7 @@ impl Policy {
             }
             Err(not_until) => {
                 self.metrics.limited(self.config.shadow);
-                let wait = not_until.wait_time_from(now);
+                let wait = not_until.wait_time_from(bucket.limiter.clock().now());
                 Decision {
                     allowed: false,
                     remaining: 0,
@@ -357,27 +371,28 @@ pub struct Requester<'a> {
 /// policy counts the request, also when another one refuses it.
 pub fn check(policies: &[Arc<Policy>], input: &KeyInput<'_>, who: &Requester<'_>) -> Verdict {
     let mut verdict = Verdict {
-        policy_field: String::new(),
-        limit_field: String::new(),
+        policy_field: String::with_capacity(48 * policies.len()),
+        limit_field: String::with_capacity(48 * policies.len()),
         refused: None,
     };
     for policy in policies {
-        let decision = policy.check(input);
+        let (bucket, decision) = policy.decide(input);
         if !verdict.policy_field.is_empty() {
             verdict.policy_field.push_str(", ");
             verdict.limit_field.push_str(", ");
         }
-        // Policy names are [a-z0-9_-]: an RFC 9651 string needs no escaping.
-        let _ = write!(
-            verdict.policy_field,
-            "\"{}\";q={};w={}",
-            policy.name, decision.limit, decision.window
-        );
-        let _ = write!(
-            verdict.limit_field,
-            "\"{}\";r={};t={}",
-            policy.name, decision.remaining, decision.reset
-        );
+        verdict.policy_field.push_str(&bucket.policy_item);
+        verdict.limit_field.push_str(&bucket.limit_prefix);
+        let mut digits = [0; 20];
+        let r = crate::pipeline::forward::decimal(u64::from(decision.remaining), &mut digits);
+        verdict
+            .limit_field
+            .push_str(std::str::from_utf8(r).unwrap_or_default());
+        verdict.limit_field.push_str(";t=");
+        let t = crate::pipeline::forward::decimal(decision.reset, &mut digits);
+        verdict
+            .limit_field
+            .push_str(std::str::from_utf8(t).unwrap_or_default());
         if decision.allowed {
             continue;
         }
@@ -393,24 +408,27 @@ pub fn check(policies: &[Arc<Policy>], input: &KeyInput<'_>, who: &Requester<'_>
         if policy.shadow() {
             continue;
         }
-        policy.audit.emit(
-            AuditEvent::now(
-                AuditCategory::RateLimit,
-                "request_limited",
-                AuditOutcome::Denied,
-            )
-            .actor(input.client_ip.to_string())
-            .route(input.route)
-            .request_id(who.request_id)
-            .trace_id(who.trace_id)
-            .details(serde_json::json!({
-                "policy": &*policy.name,
-                "key": policy.key_label(input),
-                "limit": decision.limit,
-                "window_seconds": decision.window,
-                "retry_after_seconds": decision.retry_after,
-            })),
-        );
+        // Built only when written: a refusal under attack should cost no more than it must.
+        if policy.audit.is_on() {
+            policy.audit.emit(
+                AuditEvent::now(
+                    AuditCategory::RateLimit,
+                    "request_limited",
+                    AuditOutcome::Denied,
+                )
+                .actor(input.client_ip.to_string())
+                .route(input.route)
+                .request_id(who.request_id)
+                .trace_id(who.trace_id)
+                .details(serde_json::json!({
+                    "policy": &*policy.name,
+                    "key": policy.key_label(input),
+                    "limit": decision.limit,
+                    "window_seconds": decision.window,
+                    "retry_after_seconds": decision.retry_after,
+                })),
+            );
+        }
         if verdict
             .refused
             .as_ref()

@@ -3,14 +3,37 @@
 //! overflow state, so no sequence of keys a client chooses grows memory without bound; keys
 //! back at a full burst are dropped by [`governor::RateLimiter::retain_recent`] (the sweep).
 
+use std::hash::{BuildHasherDefault, Hasher};
+
 use dashmap::DashMap;
 use governor::nanos::Nanos;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use palisade_telemetry::metrics::RateLimitMetrics;
 
+/// Keys arrive hashed already (with a per-process random key): the map uses them as they are.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `u64` keys; fold anything else in all the same.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 pub struct CappedStore {
-    states: DashMap<u64, InMemoryState>,
+    states: DashMap<u64, InMemoryState, BuildHasherDefault<Prehashed>>,
     cap: usize,
     overflow: InMemoryState,
     metrics: RateLimitMetrics,
@@ -19,7 +42,7 @@ pub struct CappedStore {
 impl CappedStore {
     pub fn new(cap: usize, metrics: RateLimitMetrics) -> Self {
         Self {
-            states: DashMap::new(),
+            states: DashMap::default(),
             cap,
             overflow: InMemoryState::default(),
             metrics,

@@ -106,6 +106,11 @@ impl AuditSink {
         AuditSink { inner: None }
     }
 
+    /// Whether events are written: build an event only when it is, where building it costs.
+    pub fn is_on(&self) -> bool {
+        self.inner.is_some()
+    }
+
     fn with_output(capacity: usize, metrics: Arc<Metrics>, output: Output) -> (Self, AuditWriter) {
         // A zero capacity would panic in tokio; config validation should refuse it anyway.
         let (queue, receiver) = mpsc::channel(capacity.max(1));
