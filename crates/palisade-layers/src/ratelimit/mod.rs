@@ -182,8 +182,17 @@ impl Policy {
 
     /// Counts one request and answers whether it may pass.
     pub fn check(&self, input: &KeyInput<'_>) -> Decision {
-        let bucket = self.bucket(input);
-        let key = self.key_hash(input);
+        self.decide(self.bucket(input), self.key_hash(input))
+    }
+
+    /// Counts one request whose key is `key` itself, on the policy's own quota (its tiers
+    /// aside), and answers as [`check`](Self::check) does: the bucket is the one of those bytes,
+    /// whatever the policy's `key` rule. For `palisade ratelimit simulate`.
+    pub fn check_key(&self, key: &[u8]) -> Decision {
+        self.decide(&self.default, self.hasher.hash_one(("key", key)))
+    }
+
+    fn decide(&self, bucket: &Bucket, key: u64) -> Decision {
         let now = bucket.limiter.clock().now();
         match bucket.limiter.check_key(&key) {
             Ok(snapshot) => {
