@@ -312,6 +312,25 @@ pub enum RateLimitBackend {
     Redis,
 }
 
+impl RateLimitConfig {
+    /// A policy of `limit` requests per `per` with this `burst` and every other field at the
+    /// default a config file leaving it out gets (e.g. for `palisade ratelimit simulate`).
+    /// Not validated: see [`RateLimitConfig::problems`].
+    pub fn new(limit: u32, per: Duration, burst: Option<u32>) -> Self {
+        Self {
+            key: default_rate_limit_key(),
+            limit,
+            per,
+            burst,
+            backend: RateLimitBackend::default(),
+            shadow: false,
+            max_keys: default_rate_limit_max_keys(),
+            tier_header: None,
+            tiers: BTreeMap::new(),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {

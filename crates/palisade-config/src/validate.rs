@@ -110,6 +110,20 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
     issues
 }
 
+impl RateLimitConfig {
+    /// What loading would report about this policy alone, each problem as its field within the
+    /// policy (`limit`, `tiers.pro.burst`) and the message: the same checks, for a policy that
+    /// comes from elsewhere than a config file.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        check_rate_limit(self, &FieldPath::root(), &mut issues);
+        issues
+            .into_iter()
+            .map(|issue| (issue.path.to_string(), issue.message))
+            .collect()
+    }
+}
+
 fn check_rate_limit(policy: &RateLimitConfig, path: &FieldPath, issues: &mut Vec<Issue>) {
     let key = policy.key.as_str();
     let key_problem = match key.split_once(':') {

@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `config example`, `config schema`.
+//! The command line: `run`, `validate`, `config example`, `config schema`, `ratelimit simulate`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -28,6 +28,9 @@ pub enum Command {
     /// Print an example config or the config's JSON Schema.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Rate-limit tools.
+    #[command(subcommand)]
+    Ratelimit(RatelimitCommand),
 }
 
 #[derive(Args)]
@@ -45,6 +48,52 @@ pub enum ConfigCommand {
     Example,
     /// Print the JSON Schema of the config file, for editors.
     Schema,
+}
+
+#[derive(Subcommand)]
+pub enum RatelimitCommand {
+    /// Replay arrival times through a rate-limit policy and print the proxy's decision on each
+    /// request, one JSON object a line; exit 2 on a bad line, flag or policy name.
+    Simulate(SimulateArgs),
+}
+
+/// The policy (from flags, or by name from a config file) and the arrival times.
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Requests admitted per --per, on average, for each key (at least 1).
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub limit: Option<u32>,
+    /// The period --limit is counted over, e.g. "1m" or "1s".
+    #[arg(
+        long,
+        value_name = "DURATION",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub per: Option<palisade_config::Duration>,
+    /// Requests admitted back to back from idle (at least 1); absent: --limit.
+    #[arg(long, value_name = "B", conflicts_with = "config")]
+    pub burst: Option<u32>,
+    /// Config file (TOML) holding the policy named by --policy; it must validate.
+    #[arg(long, short, value_name = "FILE", requires = "policy")]
+    pub config: Option<PathBuf>,
+    /// The policy to simulate, `[rate_limits.NAME]` in --config.
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub policy: Option<String>,
+    /// One of the policy's tiers, `[rate_limits.NAME.tiers.TIER]`; absent: the policy's own
+    /// limit, per and burst.
+    #[arg(long, value_name = "NAME", requires = "policy")]
+    pub tier: Option<String>,
+    /// Arrival times, "-" for stdin: one a line, in seconds ("12", "0.25"), in time order,
+    /// each optionally followed by a space and the request's key. Blank lines and lines
+    /// starting with "#" are skipped.
+    #[arg(long, value_name = "FILE")]
+    pub times: PathBuf,
 }
 
 /// Name shown for the embedded example config in messages.

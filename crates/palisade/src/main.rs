@@ -9,6 +9,7 @@ mod ops;
 mod readiness;
 mod run;
 mod server;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -24,5 +25,6 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::run(args, started),
         cli::Command::Validate(args) => cli::validate(&args),
         cli::Command::Config(cmd) => cli::config(cmd),
+        cli::Command::Ratelimit(cli::RatelimitCommand::Simulate(args)) => simulate::simulate(&args),
     }
 }

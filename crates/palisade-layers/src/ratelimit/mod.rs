@@ -192,6 +192,13 @@ impl Policy {
         self.decide(input).1
     }
 
+    /// Counts one request whose key is `key` itself, on the policy's own quota (its tiers
+    /// aside), and answers as [`check`](Self::check) does: the bucket is the one of those bytes,
+    /// whatever the policy's `key` rule. For `palisade ratelimit simulate`.
+    pub fn check_key(&self, key: &[u8]) -> Decision {
+        self.count(&self.default, self.hasher.hash_one(("key", key)))
+    }
+
     /// Counts one request: the quota it was counted on, and the answer.
     fn decide(&self, input: &KeyInput<'_>) -> (&Bucket, Decision) {
         let bucket = self.bucket(input);

@@ -262,3 +262,21 @@ fn a_rebuild_keeps_the_counters_of_unchanged_policies_only() {
     assert!(!check(&p["a"]).allowed, "unchanged: still exhausted");
     assert!(check(&p["b"]).allowed, "changed: a fresh bucket");
 }
+
+#[test]
+fn check_key_counts_by_the_bytes_given_on_the_policy_s_own_quota() {
+    let f = Fixture::new();
+    let p = &f.build(&[(
+        "p",
+        "key = \"header:x-user\"\nlimit = 2\nper = \"1m\"\ntier_header = \"x-plan\"\n[tiers.pro]\nlimit = 100",
+    )])["p"];
+    let seen: Vec<(bool, u32, u64)> = (0..3)
+        .map(|_| p.check_key(b"alice"))
+        .map(|d| (d.allowed, d.remaining, d.retry_after))
+        .collect();
+    assert_eq!(seen, [(true, 1, 0), (true, 0, 0), (false, 0, 30)]);
+    assert_eq!(p.check_key(b"alice").limit, 2, "tiers aside");
+    assert!(p.check_key(b"bob").allowed, "bob has his own bucket");
+    f.advance(Duration::from_secs(30));
+    assert!(p.check_key(b"alice").allowed);
+}
