@@ -80,18 +80,7 @@ upstream = "app"
 TOML
 if [[ $limits == 1 ]]; then
   sed -i 's/^upstream = "app"$/upstream = "app"\nrate_limits = ["per-ip", "per-user"]/' "$work/palisade.toml"
-  cat >> "$work/palisade.toml" <<TOML
-[rate_limits.per-ip]
-limit = 100000000
-per = "1s"
-[rate_limits.per-user]
-key = "header:x-user"
-limit = 100000000
-per = "1s"
-tier_header = "x-plan"
-[rate_limits.per-user.tiers.pro]
-limit = 200000000
-TOML
+  cat bench/limits.toml >> "$work/palisade.toml"
 fi
 
 nginx -c "$work/up/nginx.conf" & pids+=($!)

@@ -60,20 +60,8 @@ path = "/"
 upstream = "app"
 TOML
 if [[ $variant == limited ]]; then
-  # wrk sends no x-user header: the per-user policy counts by client address, in its default tier.
   sed -i 's/^upstream = "app"$/upstream = "app"\nrate_limits = ["per-ip", "per-user"]/' "$work/palisade.toml"
-  cat >> "$work/palisade.toml" <<TOML
-[rate_limits.per-ip]
-limit = 100000000
-per = "1s"
-[rate_limits.per-user]
-key = "header:x-user"
-limit = 100000000
-per = "1s"
-tier_header = "x-plan"
-[rate_limits.per-user.tiers.pro]
-limit = 200000000
-TOML
+  cat bench/limits.toml >> "$work/palisade.toml"
 fi
 "$bin" validate --config "$work/palisade.toml"
 

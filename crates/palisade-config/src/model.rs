@@ -227,7 +227,8 @@ pub struct RouteConfig {
     /// "prefix" (the default) or "exact".
     #[serde(default, rename = "match")]
     pub path_match: PathMatch,
-    /// Methods to match, e.g. ["GET", "POST"]. Absent or empty: any method.
+    /// Methods to match, e.g. ["GET", "POST"]. Absent or empty: any method. A request that
+    /// routes match by host and path but none by method gets 405 with `Allow`.
     #[serde(default)]
     pub methods: Vec<String>,
     /// Name of the upstream (a key of `[upstreams]`) requests are forwarded to.
@@ -238,6 +239,11 @@ pub struct RouteConfig {
     /// Largest request body accepted; larger ones get 413. Absent: no limit.
     #[serde(default)]
     pub max_request_body: Option<ByteSize>,
+    /// Media types a request body may have, e.g. ["application/json"]; "type/*" takes any
+    /// subtype. A request with a body of another type, or without a Content-Type, gets 415;
+    /// requests without a body are not checked. Absent or empty: any type.
+    #[serde(default)]
+    pub content_types: Vec<String>,
     /// Names of the rate-limit policies (keys of `[rate_limits]`) every request of this route
     /// is counted against, e.g. ["per-ip", "read"]. Each counts the request; when some are
     /// exhausted, the one with the longest wait answers 429.

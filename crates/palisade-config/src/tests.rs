@@ -428,6 +428,31 @@ rate_limits = ["per-ip", "per-user"]
 }
 
 #[test]
+fn a_media_type_with_parameters_or_no_subtype_is_refused() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "api"
+upstream = "app"
+content_types = ["application/json", "text/*", "application/json; charset=utf-8", "json", "*/*"]
+"#;
+    let expected: Vec<String> = [2, 3, 4]
+        .iter()
+        .map(|i| {
+            let media = ["application/json; charset=utf-8", "json", "*/*"][i - 2];
+            format!(
+                "palisade.toml:8: routes[0].content_types[{i}]: invalid media type {media:?}; \
+                 write a type and subtype without parameters, e.g. \"application/json\", or \
+                 \"text/*\" for any subtype"
+            )
+        })
+        .collect();
+    assert_eq!(errors(text, &[]), expected);
+}
+
+#[test]
 fn json_schema_is_json_with_descriptions() {
     let schema: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
     assert!(schema.is_object());

@@ -394,6 +394,20 @@ fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
         }
         check_route_match(route, &path, issues);
         check_positive(route.timeout, path.key("timeout"), issues);
+        for (j, media) in route.content_types.iter().enumerate() {
+            let valid = media
+                .split_once('/')
+                .is_some_and(|(t, sub)| is_token(t) && t != "*" && (sub == "*" || is_token(sub)));
+            if !valid {
+                issues.push(Issue::new(
+                    path.key("content_types").index(j),
+                    format!(
+                        "invalid media type {media:?}; write a type and subtype without \
+                         parameters, e.g. \"application/json\", or \"text/*\" for any subtype"
+                    ),
+                ));
+            }
+        }
         for (j, policy) in route.rate_limits.iter().enumerate() {
             if !draft.rate_limits.contains_key(policy) {
                 let defined = if draft.rate_limits.is_empty() {

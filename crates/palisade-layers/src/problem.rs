@@ -28,6 +28,12 @@ pub enum ProxyError {
     /// The request body is larger than the route allows.
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// A route takes the path but not the method (the answer carries `Allow`).
+    #[error("the method is not allowed on this path; see the Allow header")]
+    MethodNotAllowed,
+    /// The request body's media type is not one the route accepts.
+    #[error("the request body's media type is not accepted here")]
+    UnsupportedMediaType,
     /// A rate-limit policy of the route is exhausted for this client.
     #[error("too many requests; retry after the time Retry-After gives")]
     RateLimited,
@@ -42,6 +48,8 @@ impl ProxyError {
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -55,6 +63,8 @@ impl ProxyError {
             Self::UpstreamUnavailable => "upstream-unavailable",
             Self::UpstreamTimeout => "upstream-timeout",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::UnsupportedMediaType => "unsupported-media-type",
             Self::RateLimited => "rate-limited",
         }
     }
@@ -67,6 +77,8 @@ impl ProxyError {
             Self::UpstreamUnavailable => "Bad Gateway",
             Self::UpstreamTimeout => "Gateway Timeout",
             Self::PayloadTooLarge => "Payload Too Large",
+            Self::MethodNotAllowed => "Method Not Allowed",
+            Self::UnsupportedMediaType => "Unsupported Media Type",
             Self::RateLimited => "Too Many Requests",
         }
     }

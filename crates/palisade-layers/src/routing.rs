@@ -18,6 +18,9 @@ use crate::upstream::Upstream;
 pub enum HeadCheck {
     /// `max_request_body`: a declared body longer than this is refused with 413 up front.
     BodyLimit(u64),
+    /// `content_types`: a request with a body must say one of these media types (lowercase;
+    /// `type/*` takes any subtype), else 415.
+    ContentTypes(Vec<String>),
 }
 
 /// A compiled route.
@@ -73,6 +76,10 @@ impl Route {
                 .max_request_body
                 .map(|b| HeadCheck::BodyLimit(b.as_u64()))
                 .into_iter()
+                .chain((!cfg.content_types.is_empty()).then(|| {
+                    let types = cfg.content_types.iter().map(|t| t.to_ascii_lowercase());
+                    HeadCheck::ContentTypes(types.collect())
+                }))
                 .collect(),
             limits,
             metrics,
@@ -131,6 +138,31 @@ impl Router {
         self.routes.iter().find(|r| r.matches(host, path, method))
     }
 
+    /// The methods of the routes that match `host` and `path`, in route order without
+    /// repeats: the `Allow` of a 405 when none of them takes the request's method. Empty when
+    /// no route matches the host and path (a 404), or one takes any method.
+    pub fn allowed(&self, host: Option<&str>, path: &str) -> Vec<&Method> {
+        let host = host.map(|h| {
+            let h = strip_port(h);
+            h.strip_suffix('.').unwrap_or(h)
+        });
+        let mut allowed: Vec<&Method> = Vec::new();
+        for route in &self.routes {
+            if !(route.host_matches(host) && route.path_matches(path)) {
+                continue;
+            }
+            if route.methods.is_empty() {
+                return Vec::new();
+            }
+            for method in &route.methods {
+                if !allowed.contains(&method) {
+                    allowed.push(method);
+                }
+            }
+        }
+        allowed
+    }
+
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
@@ -156,6 +188,28 @@ mod tests {
         let metrics = Metrics::new("test");
         let up = Arc::new(Upstream::for_tests("app"));
         Arc::new(Route::new(&cfg, up, metrics.route(&cfg.name), Vec::new()))
+    }
+
+    #[test]
+    fn the_methods_of_every_route_on_a_path_are_allowed() {
+        let r = Router::new(vec![
+            route("name='read'\npath='/api'\nupstream='app'\nmethods=['GET', 'HEAD']"),
+            route("name='write'\npath='/api/orders'\nupstream='app'\nmethods=['POST', 'GET']"),
+            route("name='other'\npath='/other'\nupstream='app'"),
+        ]);
+        let allowed = |path| {
+            r.allowed(None, path)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            allowed("/api/orders"),
+            [Method::GET, Method::HEAD, Method::POST]
+        );
+        assert_eq!(allowed("/api/x"), [Method::GET, Method::HEAD]);
+        assert!(allowed("/nowhere").is_empty(), "no route on the path: 404");
+        assert!(allowed("/other").is_empty(), "a route takes any method");
     }
 
     #[test]

@@ -10,18 +10,6 @@ use common::wire::Wire;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// The access-log line of the request with id `id`, as JSON.
-async fn access_line(gw: &palisade_testkit::Gateway, id: &str) -> serde_json::Value {
-    let line = gw
-        .wait_for_line(
-            |l| l.contains(id) && l.contains("\"status\""),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("an access-log line");
-    serde_json::from_str(&line).expect("a JSON line")
-}
-
 fn field<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v.get(name).unwrap_or(&v["fields"][name])
 }
@@ -118,7 +106,7 @@ both_codecs! {
         .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(conn);
-        let line = access_line(&gw, "gone-early-1").await;
+        let line = common::access_line(&gw, "gone-early-1").await;
         assert_eq!(field(&line, "status"), 499, "{line}");
         assert_eq!(field(&line, "complete"), false, "{line}");
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -141,7 +129,7 @@ both_codecs! {
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         drop(wire);
-        let line = access_line(&gw, "gone-mid-1").await;
+        let line = common::access_line(&gw, "gone-mid-1").await;
         assert_eq!(field(&line, "status"), 499, "{line}");
     }
 
@@ -198,7 +186,7 @@ both_codecs! {
         .await
         .unwrap();
         // The client keeps its socket open and reads nothing.
-        let line = access_line(&gw, "never-reads-1").await;
+        let line = common::access_line(&gw, "never-reads-1").await;
         assert_eq!(field(&line, "status"), 499, "{line}");
         assert_eq!(field(&line, "complete"), false, "{line}");
         drop(conn);
@@ -215,7 +203,7 @@ both_codecs! {
         conn.write_all(b"GET /cut HTTP/1.1\r\nhost: app\r\nx-request-id: broke-off-1\r\n\r\n")
             .await
             .unwrap();
-        let line = access_line(&gw, "broke-off-1").await;
+        let line = common::access_line(&gw, "broke-off-1").await;
         assert_eq!(field(&line, "status"), 200, "{line}");
         assert_eq!(field(&line, "complete"), false, "{line}");
         let metrics = common::metrics_text(&gw).await;

@@ -32,18 +32,6 @@ fn post(path: &str, id: &str, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// The access-log line of the request with id `id`, as JSON.
-async fn access_line(gw: &palisade_testkit::Gateway, id: &str) -> serde_json::Value {
-    let line = gw
-        .wait_for_line(
-            |l| l.contains(id) && l.contains("\"status\""),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("an access-log line");
-    serde_json::from_str(&line).expect("a JSON line")
-}
-
 fn logged_status(line: &serde_json::Value) -> u64 {
     line.get("status")
         .unwrap_or(&line["fields"]["status"])
@@ -243,7 +231,7 @@ both_codecs! {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(conn);
-        let line = access_line(&gw, "huge-short-1").await;
+        let line = common::access_line(&gw, "huge-short-1").await;
         // The client left mid-body: 499 on both codecs (hyper reports the early end as an
         // incomplete message, which the general codec logs as the client's departure).
         assert_eq!(logged_status(&line), 499, "{line}");
@@ -271,7 +259,7 @@ both_codecs! {
         let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got)).await;
         assert!(read.is_ok(), "no close within 5 s");
         assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
-        assert_eq!(logged_status(&access_line(&gw, "half-close-1").await), 499);
+        assert_eq!(logged_status(&common::access_line(&gw, "half-close-1").await), 499);
     }
 
     async fn an_upstream_that_closes_mid_upload_gets_502_and_the_connection_closes(codec: Codec) {
@@ -292,7 +280,7 @@ both_codecs! {
         assert!(text.starts_with("http/1.1 502 "), "{text}");
         assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
         assert!(closed, "the connection stays open");
-        assert_eq!(logged_status(&access_line(&gw, "up-cut-1").await), 502);
+        assert_eq!(logged_status(&common::access_line(&gw, "up-cut-1").await), 502);
     }
 
     async fn an_interim_response_mid_upload_leaves_the_body_and_the_final_answer_whole(codec: Codec) {
@@ -351,7 +339,7 @@ both_codecs! {
         // The rest of the body is never read as a request.
         conn.send(&request[request.len() - 10_000..]).await;
         assert!(conn.closes(Duration::from_secs(4)).await);
-        assert_eq!(logged_status(&access_line(&gw, "upload-timeout-1").await), 504);
+        assert_eq!(logged_status(&common::access_line(&gw, "upload-timeout-1").await), 504);
     }
 
     async fn a_stalled_upload_is_logged_as_408(codec: Codec) {
@@ -363,7 +351,7 @@ both_codecs! {
         let reply = conn.response(false).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(reply.status, 408);
         assert!(conn.closes(Duration::from_secs(4)).await);
-        assert_eq!(logged_status(&access_line(&gw, "stall-1").await), 408);
+        assert_eq!(logged_status(&common::access_line(&gw, "stall-1").await), 408);
     }
 
     async fn an_upload_in_flight_at_shutdown_is_answered(codec: Codec) {
@@ -403,7 +391,7 @@ both_codecs! {
             assert!(conn.stray(Duration::from_millis(200)).await.is_empty());
         }
         assert_eq!(up.requests_seen(), u64::from(reply.header("connection") != Some("close")));
-        assert_eq!(logged_status(&access_line(&gw, "late-404").await), 404);
+        assert_eq!(logged_status(&common::access_line(&gw, "late-404").await), 404);
     }
 
     async fn a_404_whose_large_body_comes_later_closes_after_the_answer_is_read(codec: Codec) {
@@ -436,7 +424,7 @@ both_codecs! {
         assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
         assert!(closed, "the connection stays open");
         assert_eq!(up.requests_seen(), 0);
-        assert_eq!(logged_status(&access_line(&gw, "too-large-1").await), 413);
+        assert_eq!(logged_status(&common::access_line(&gw, "too-large-1").await), 413);
     }
 
     async fn an_early_answer_never_hands_back_a_half_sent_upstream_connection(codec: Codec) {

@@ -59,6 +59,8 @@ pub struct RequestCtx {
     /// What the route's rate limits decided: the fields every response carries, and the
     /// policy that refused the request. `None` on routes without rate limits.
     pub limits: Option<Box<ratelimit::Verdict>>,
+    /// The `Allow` of a 405: the methods the routes on the request's path take.
+    pub allow: Option<String>,
 }
 
 impl RequestCtx {
@@ -100,6 +102,7 @@ impl RequestCtx {
             },
             traceparent: trace.header_bytes(),
             limits: None,
+            allow: None,
         }
     }
 }
@@ -204,10 +207,19 @@ pub fn admit<'a>(
     );
     let close = facts.close;
     let Some(route) = route.cloned() else {
-        let error = ProxyError::NoRoute;
+        // Routes that take the path with other methods make it a 405 (RFC 9110 §15.5.6).
+        let allowed = snap.router.allowed(facts.host, &normalized);
+        let mut ctx = ctx;
+        let error = if allowed.is_empty() {
+            ProxyError::NoRoute
+        } else {
+            let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            ctx.allow = Some(names.join(", "));
+            ProxyError::MethodNotAllowed
+        };
         return Admission::Reject(ctx, Rejection { error, close });
     };
-    if let Some(rejection) = checks::run(&route.checks, &facts) {
+    if let Some(rejection) = checks::run(&route.checks, &facts, head) {
         return Admission::Reject(ctx, rejection);
     }
     let mut ctx = ctx;

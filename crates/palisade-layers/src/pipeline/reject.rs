@@ -55,6 +55,9 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
     sink.header(b"traceresponse", &ctx.traceparent);
     sink.header(b"cache-control", b"no-store");
     with_date(|date| sink.header(b"date", date));
+    if let Some(allow) = &ctx.allow {
+        sink.header(b"allow", allow.as_bytes());
+    }
     if let Some(limits) = limits {
         sink.header(b"ratelimit-policy", limits.policy_field.as_bytes());
         sink.header(b"ratelimit", limits.limit_field.as_bytes());

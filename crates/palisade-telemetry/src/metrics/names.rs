@@ -13,8 +13,8 @@ pub const HTTP_REQUESTS: &str = "palisade_http_requests";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "palisade_http_request_duration_seconds";
 /// Counter `palisade_http_rejections_total{route,reason}`: requests Palisade answered itself
 /// instead of the upstream; `reason` is the problem type's slug (`bad-request`, `no-route`,
-/// `request-timeout`, `payload-too-large`, `rate-limited`, `upstream-unavailable`,
-/// `upstream-timeout`).
+/// `method-not-allowed`, `request-timeout`, `payload-too-large`, `unsupported-media-type`,
+/// `rate-limited`, `upstream-unavailable`, `upstream-timeout`).
 pub const HTTP_REJECTIONS: &str = "palisade_http_rejections";
 /// Gauge `palisade_http_requests_in_flight`: requests being handled right now.
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "palisade_http_requests_in_flight";

@@ -136,3 +136,15 @@ pub async fn json(resp: reqwest::Response) -> serde_json::Value {
     let text = resp.text().await.expect("body reads");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// The access-log line of the request with id `id`, as JSON, waiting up to 10 s for it.
+pub async fn access_line(gw: &Gateway, id: &str) -> serde_json::Value {
+    let line = gw
+        .wait_for_line(
+            |l| l.contains(id) && l.contains("\"status\""),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("an access-log line");
+    serde_json::from_str(&line).expect("a JSON line")
+}

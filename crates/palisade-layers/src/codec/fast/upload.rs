@@ -153,7 +153,7 @@ impl<'b> Upload<'b> {
             // is none, and the connection lingers closed instead of holding shutdown up.
             let drained = tokio::select! {
                 biased;
-                drained = self.drain(client, deadlines) => Some(drained),
+                drained = self.drain(client, deadlines, self.idle) => Some(drained),
                 () = shutdown.wait() => None,
             };
             if let Some(drained) = drained {
@@ -161,26 +161,21 @@ impl<'b> Upload<'b> {
             }
         }
         let _ = client.shutdown().await;
-        let deadline = Instant::now() + LINGER;
-        while self.left > 0 {
-            let want = self.left.min(self.buf.len() as u64) as usize;
-            match deadlines
-                .run(deadline, client.read(&mut self.buf[..want]))
-                .await
-            {
-                Some(Ok(n)) if n > 0 => self.left -= n as u64,
-                _ => break,
-            }
-        }
+        self.drain(client, deadlines, LINGER).await;
         false
     }
 
     /// Reads and drops the rest of the body; false when the client closed first or took
-    /// longer than `server.request_body_timeout` for all of it (a bound on the whole, so a
-    /// client dripping bytes cannot hold the connection). Cancel-safe: every byte read is
-    /// counted before the next wait.
-    async fn drain(&mut self, client: &mut TcpStream, deadlines: &mut Deadlines) -> bool {
-        let deadline = Instant::now() + self.idle;
+    /// longer than `within` for all of it (a bound on the whole, so a client dripping bytes
+    /// cannot hold the connection). Cancel-safe: every byte read is counted before the next
+    /// wait.
+    async fn drain(
+        &mut self,
+        client: &mut TcpStream,
+        deadlines: &mut Deadlines,
+        within: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + within;
         while self.left > 0 {
             let want = self.left.min(self.buf.len() as u64) as usize;
             match deadlines
