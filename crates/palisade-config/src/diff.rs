@@ -105,10 +105,12 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         audit: _,
         lifecycle: _,
         upstreams,
+        redis,
         rate_limits,
         routes,
     } = old;
     check("upstreams", *upstreams == new.upstreams);
+    check("redis", *redis == new.redis);
     check("rate_limits", *rate_limits == new.rate_limits);
     check("routes", *routes == new.routes);
     changed

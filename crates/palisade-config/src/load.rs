@@ -26,6 +26,7 @@ const SECTIONS: &[&str] = &[
     "audit",
     "lifecycle",
     "upstreams",
+    "redis",
     "rate_limits",
     "routes",
 ];
@@ -121,6 +122,7 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
         audit: Some(Default::default()),
         lifecycle: Some(Default::default()),
         upstreams: BTreeMap::new(),
+        redis: Some(None),
         rate_limits: BTreeMap::new(),
         routes: Vec::new(),
     };
@@ -134,6 +136,7 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
             "log" => draft.log = piece(doc, value, &path, errors),
             "audit" => draft.audit = piece(doc, value, &path, errors),
             "lifecycle" => draft.lifecycle = piece(doc, value, &path, errors),
+            "redis" => draft.redis = piece(doc, value, &path, errors).map(Some),
             "upstreams" => match value.get_ref() {
                 DeValue::Table(upstreams) => {
                     for (name, upstream) in upstreams {
@@ -305,6 +308,16 @@ fn backticked(text: &str) -> Vec<&str> {
 /// Replaces every secret reference by its value; errors name the reference, never a value.
 fn resolve_secrets(draft: &mut Draft, env: &[(String, String)]) -> Vec<Issue> {
     let mut issues = Vec::new();
+    if let Some(Some(redis)) = &mut draft.redis {
+        match secret::resolve(redis.url.expose(), env) {
+            Ok(Some(resolved)) => redis.url.replace(resolved),
+            Ok(None) => {}
+            Err(message) => issues.push(Issue::new(
+                FieldPath::root().key("redis").key("url"),
+                message,
+            )),
+        }
+    }
     for (name, upstream) in &mut draft.upstreams {
         let Some(upstream) = upstream else { continue };
         for (header, value) in &mut upstream.request_headers {
@@ -338,6 +351,7 @@ fn assemble(draft: Draft) -> Option<Config> {
             .into_iter()
             .map(|(name, upstream)| Some((name, upstream?)))
             .collect::<Option<_>>()?,
+        redis: draft.redis?,
         rate_limits: draft
             .rate_limits
             .into_iter()

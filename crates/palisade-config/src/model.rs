@@ -36,6 +36,10 @@ pub struct Config {
     /// Named upstream services that routes forward to.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// The Redis server shared by every Redis-backed feature (rate-limit policies with
+    /// `backend = "redis"`). Absent: no Redis.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// Named rate-limit policies (`[rate_limits.NAME]`), applied by the routes that list them
     /// in their `rate_limits`.
     #[serde(default)]
@@ -270,9 +274,15 @@ pub struct RateLimitConfig {
     /// their `burst = 5` is `burst = 6` here.
     #[serde(default)]
     pub burst: Option<u32>,
-    /// Where the counters live: "local" (this process; each replica counts on its own).
+    /// Where the counters live: "local" (this process; each replica counts on its own) or
+    /// "redis" (the `[redis]` server, shared by every replica that uses it).
     #[serde(default)]
     pub backend: RateLimitBackend,
+    /// With `backend = "redis"`, what a request gets while Redis is slow, down or skipped by
+    /// its circuit breaker: "local" (this process decides, with the same policy), "allow"
+    /// (admitted) or "deny" (429). Each fallback is counted and logged.
+    #[serde(default)]
+    pub on_backend_error: OnBackendError,
     /// Count and log the requests the policy would refuse, but refuse none: for trying a
     /// policy on live traffic before enforcing it.
     #[serde(default)]
@@ -307,6 +317,34 @@ pub struct RateLimitTier {
     pub burst: Option<u32>,
 }
 
+/// What a Redis-backed policy answers while Redis cannot.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBackendError {
+    /// This process decides with the same policy, as the local backend would.
+    #[default]
+    Local,
+    /// The request is admitted.
+    Allow,
+    /// The request is refused with 429.
+    Deny,
+}
+
+/// The Redis server (`[redis]`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// "redis://host:port[/db]", with a password as "redis://:PASSWORD@host:port"; may be a
+    /// secret reference ("${env:REDIS_URL}"), resolved at load and never logged.
+    pub url: Secret,
+    /// Longest wait for one Redis answer; past it the policy's `on_backend_error` answers.
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: Duration,
+    /// Prefix of every key Palisade writes, so several deployments can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+}
+
 /// Where a rate-limit policy keeps its counters.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -314,7 +352,7 @@ pub enum RateLimitBackend {
     /// In this process.
     #[default]
     Local,
-    /// In Redis, shared by every replica (not available yet: refused by validation).
+    /// In Redis (`[redis]`), shared by every replica.
     Redis,
 }
 
@@ -329,6 +367,7 @@ impl RateLimitConfig {
             per,
             burst,
             backend: RateLimitBackend::default(),
+            on_backend_error: OnBackendError::default(),
             shadow: false,
             max_keys: default_rate_limit_max_keys(),
             tier_header: None,
@@ -442,6 +481,14 @@ fn default_pool_max_idle() -> usize {
 fn default_route_path() -> String {
     "/".to_owned()
 }
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+
+fn default_redis_prefix() -> String {
+    "palisade".to_owned()
+}
+
 fn default_rate_limit_key() -> String {
     "client_ip".to_owned()
 }

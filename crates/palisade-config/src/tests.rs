@@ -239,7 +239,7 @@ fn env_override_into_unknown_field_names_the_variable() {
         errors(MINIMAL, &[("PALISADE_SERVR__LISTEN", "127.0.0.1:8081")]),
         [
             "env PALISADE_SERVR__LISTEN: unknown field \"servr\"; valid fields: server, ops, log, \
-             audit, lifecycle, upstreams, rate_limits, routes"
+             audit, lifecycle, upstreams, redis, rate_limits, routes"
         ]
     );
     let bad_value = errors(MINIMAL, &[("PALISADE_LIFECYCLE__GRACE_PERIOD", "soon")]);
@@ -417,8 +417,8 @@ rate_limits = ["per-ip", "per-user"]
             "palisade.toml:8: rate_limits.per-ip.per: must be longer than 0, e.g. \"500ms\" or \"30s\"",
             "palisade.toml:9: rate_limits.per-ip.burst: must be at least 1 (1 spaces requests \
              evenly); leave it out for `limit`",
-            "palisade.toml:10: rate_limits.per-ip.backend: backend \"redis\" is not available yet; \
-             use \"local\" (each replica counts on its own)",
+            "palisade.toml:10: rate_limits.per-ip.backend: backend \"redis\" needs a [redis] \
+             section with the server's url, e.g. url = \"redis://127.0.0.1:6379\"",
             "palisade.toml:15: rate_limits.tiered.tiers: tiers need a tier_header naming the request \
              header that selects the tier, e.g. \"x-plan\"",
             "palisade.toml:21: routes[0].rate_limits[1]: route \"api\" refers to rate-limit policy \
@@ -450,6 +450,38 @@ content_types = ["application/json", "text/*", "application/json; charset=utf-8"
         })
         .collect();
     assert_eq!(errors(text, &[]), expected);
+}
+
+#[test]
+fn the_redis_url_is_a_secret_and_must_be_redis() {
+    let text = r#"
+[redis]
+url = "${env:REDIS_URL}"
+timeout = "0s"
+
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "api"
+upstream = "app"
+"#;
+    let loaded = load(
+        &text.replace("\"0s\"", "\"50ms\""),
+        &[("REDIS_URL", "redis://:hunter2@cache:6379")],
+    );
+    let redis = loaded.config.redis.as_ref().expect("a redis section");
+    assert_eq!(redis.url.expose(), "redis://:hunter2@cache:6379");
+    assert_eq!(redis.prefix, "palisade");
+    assert!(!format!("{:?}", loaded.config).contains("hunter2"));
+    assert_eq!(
+        errors(text, &[("REDIS_URL", "http://cache:6379")]),
+        [
+            "palisade.toml:3: redis.url: expected a redis:// URL, e.g. \"redis://127.0.0.1:6379\" \
+             (TLS, rediss://, is not available yet)",
+            "palisade.toml:4: redis.timeout: must be longer than 0, e.g. \"500ms\" or \"30s\""
+        ]
+    );
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub(crate) struct Draft {
     pub(crate) audit: Option<AuditConfig>,
     pub(crate) lifecycle: Option<LifecycleConfig>,
     pub(crate) upstreams: BTreeMap<String, Option<UpstreamConfig>>,
+    /// `Some(None)`: no `[redis]` section; `None`: one that failed to load.
+    pub(crate) redis: Option<Option<crate::model::RedisConfig>>,
     pub(crate) rate_limits: BTreeMap<String, Option<RateLimitConfig>>,
     pub(crate) routes: Vec<Option<RouteConfig>>,
 }
@@ -94,6 +96,22 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
             check_upstream(upstream, &path, &mut issues);
         }
     }
+    if let Some(Some(redis)) = &draft.redis {
+        let url = redis.url.expose();
+        if !url.starts_with("redis://") {
+            issues.push(Issue::new(
+                root.key("redis").key("url"),
+                "expected a redis:// URL, e.g. \"redis://127.0.0.1:6379\" (TLS, rediss://, is not available yet)",
+            ));
+        }
+        check_positive(redis.timeout, root.key("redis").key("timeout"), &mut issues);
+        if redis.prefix.is_empty() || redis.prefix.contains([' ', '{', '}']) {
+            issues.push(Issue::new(
+                root.key("redis").key("prefix"),
+                "must be non-empty, without spaces or braces, e.g. \"palisade\"",
+            ));
+        }
+    }
     for (name, policy) in &draft.rate_limits {
         let path = root.key("rate_limits").key(name);
         if !valid_name(name) {
@@ -104,6 +122,13 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
         }
         if let Some(policy) = policy {
             check_rate_limit(policy, &path, &mut issues);
+            if policy.backend == RateLimitBackend::Redis && draft.redis == Some(None) {
+                issues.push(Issue::new(
+                    path.key("backend"),
+                    "backend \"redis\" needs a [redis] section with the server's url, e.g. \
+                     url = \"redis://127.0.0.1:6379\"",
+                ));
+            }
         }
     }
     check_routes(draft, &mut issues);
@@ -143,12 +168,6 @@ fn check_rate_limit(policy: &RateLimitConfig, path: &FieldPath, issues: &mut Vec
     }
     check_rate(policy.limit, policy.burst, path, issues);
     check_positive(policy.per, path.key("per"), issues);
-    if policy.backend == RateLimitBackend::Redis {
-        issues.push(Issue::new(
-            path.key("backend"),
-            "backend \"redis\" is not available yet; use \"local\" (each replica counts on its own)",
-        ));
-    }
     if policy.max_keys == 0 {
         issues.push(Issue::new(
             path.key("max_keys"),

@@ -33,10 +33,11 @@ pub struct Retained {
 }
 
 impl Retained {
-    pub fn new(audit: AuditSink) -> Self {
+    /// `redis`: the `[redis]` server Redis-backed policies decide on, fixed for the process.
+    pub fn new(audit: AuditSink, redis: Option<Arc<ratelimit::redis::RedisBackend>>) -> Self {
         Self {
             endpoints: EndpointRegistry::default(),
-            limiters: ratelimit::Registry::default(),
+            limiters: ratelimit::Registry::default().with_redis(redis),
             audit,
         }
     }
@@ -44,7 +45,7 @@ impl Retained {
 
 impl Default for Retained {
     fn default() -> Self {
-        Self::new(AuditSink::off())
+        Self::new(AuditSink::off(), None)
     }
 }
 

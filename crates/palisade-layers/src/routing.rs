@@ -38,6 +38,8 @@ pub struct Route {
     pub checks: Vec<HeadCheck>,
     /// The rate-limit policies every request of the route is counted against, in order.
     pub limits: Vec<Arc<Policy>>,
+    /// Some of `limits` are in Redis: the check is awaited.
+    pub remote_limits: bool,
     pub metrics: RouteMetrics,
 }
 
@@ -81,6 +83,7 @@ impl Route {
                     HeadCheck::ContentTypes(types.collect())
                 }))
                 .collect(),
+            remote_limits: limits.iter().any(|p| p.is_remote()),
             limits,
             metrics,
         }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use palisade_config::{Config, LoadedConfig};
+use palisade_layers::ratelimit::redis::RedisBackend;
 use palisade_layers::{Proxy, Snapshot};
 use palisade_telemetry::audit::{AuditCategory, AuditEvent, AuditOutcome, AuditSink};
 use palisade_telemetry::logging;
@@ -138,7 +139,22 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
              unless PALISADE_SERVER__LISTEN or PALISADE_OPS__LISTEN set the addresses"
         );
     }
-    let retained = Arc::new(palisade_layers::Retained::new(audit.clone()));
+    // The connection is made on first use: a Redis that is down at start is a fallback, not
+    // a failed start. Only a URL that cannot be used stops it.
+    let redis = match loaded
+        .config
+        .redis
+        .as_ref()
+        .map(RedisBackend::new)
+        .transpose()
+    {
+        Ok(redis) => redis.map(Arc::new),
+        Err(error) => {
+            tracing::error!(%error, "redis.url cannot be used");
+            return ExitCode::from(2);
+        }
+    };
+    let retained = Arc::new(palisade_layers::Retained::new(audit.clone(), redis));
     let snapshot = match Snapshot::build(&loaded, &metrics, &retained) {
         Ok(s) => s,
         Err(error) => {

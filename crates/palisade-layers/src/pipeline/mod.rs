@@ -123,6 +123,9 @@ pub struct Admitted<'a> {
     pub peer: Peer<'a>,
     /// The target for the upstream: the normalized path with the query as received.
     pub target: Cow<'a, str>,
+    /// The route's rate limits when some are in Redis: the codec awaits them
+    /// ([`await_limits`]) before the request goes upstream.
+    pub pending_limits: Option<ratelimit::Pending>,
 }
 
 impl Admitted<'_> {
@@ -223,7 +226,16 @@ pub fn admit<'a>(
         return Admission::Reject(ctx, rejection);
     }
     let mut ctx = ctx;
-    if !route.limits.is_empty() {
+    let mut pending_limits = None;
+    if route.remote_limits {
+        let header = |name: &str| header_value(head, name);
+        let input = ratelimit::KeyInput {
+            client_ip: forwarding.client,
+            route: &route.name,
+            header: &header,
+        };
+        pending_limits = Some(ratelimit::Pending::new(&route.limits, &input, &route.name));
+    } else if !route.limits.is_empty() {
         let verdict = limit(head, &route, forwarding.client, &ctx);
         let refused = verdict.refused.is_some();
         ctx.limits = Some(Box::new(verdict));
@@ -248,7 +260,38 @@ pub fn admit<'a>(
         forwarding,
         peer,
         target,
+        pending_limits,
     })
+}
+
+/// Awaits a route's rate limits with Redis-backed policies: the fields go on the response,
+/// and a refusal is the answer, on both codecs.
+pub async fn await_limits(
+    pending: ratelimit::Pending,
+    ctx: &mut RequestCtx,
+    close: bool,
+) -> Option<Rejection> {
+    let verdict = {
+        let who = ratelimit::Requester {
+            request_id: ctx.record.request_id.to_str().unwrap_or_default(),
+            trace_id: ctx.record.trace.trace_id(),
+        };
+        pending.run(&who).await
+    };
+    let refused = verdict.refused.is_some();
+    ctx.limits = Some(Box::new(verdict));
+    refused.then_some(Rejection {
+        error: ProxyError::RateLimited,
+        close,
+    })
+}
+
+/// The first value of a request header, by name in any case.
+fn header_value<'a>(head: &RequestHead<'a>, name: &str) -> Option<&'a [u8]> {
+    head.lines
+        .iter()
+        .find(|l| l.name.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|l| l.value)
 }
 
 /// Counts the request against every rate-limit policy of its route.
@@ -258,12 +301,7 @@ fn limit(
     client_ip: IpAddr,
     ctx: &RequestCtx,
 ) -> ratelimit::Verdict {
-    let header = |name: &str| {
-        head.lines
-            .iter()
-            .find(|l| l.name.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|l| l.value)
-    };
+    let header = |name: &str| header_value(head, name);
     let input = ratelimit::KeyInput {
         client_ip,
         route: &route.name,

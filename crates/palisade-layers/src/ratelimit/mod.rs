@@ -12,6 +12,7 @@
 //! `"name";r=REMAINING;t=SECONDS`), on every response of a limited route, and `Retry-After` on
 //! a 429 ([`Verdict`]).
 
+pub mod redis;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,10 +25,11 @@ use std::time::Duration;
 use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
-use palisade_config::RateLimitConfig;
+use palisade_config::{OnBackendError, RateLimitBackend, RateLimitConfig};
 use palisade_telemetry::audit::{AuditCategory, AuditEvent, AuditOutcome, AuditSink};
 use palisade_telemetry::metrics::{Metrics, RateLimitMetrics};
 
+use redis::{Answer, RedisBackend};
 use store::CappedStore;
 
 /// How often idle keys are swept.
@@ -75,6 +77,8 @@ struct Bucket {
     burst: u32,
     /// The time one request's cell takes to come back.
     emission: Duration,
+    /// The tier this quota serves ("default" for the policy's own), in Redis keys.
+    tier: String,
     /// This quota's member of `RateLimit-Policy`, written once: `"name";q=LIMIT;w=SECONDS`.
     policy_item: String,
     /// The start of its member of `RateLimit`: `"name";r=`.
@@ -82,11 +86,11 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// The quota `(limit, per, burst)` of tier `tier` of policy `name`.
     fn new(
         name: &str,
-        limit: u32,
-        per: Duration,
-        burst: Option<u32>,
+        tier: &str,
+        (limit, per, burst): (u32, Duration, Option<u32>),
         cfg: &RateLimitConfig,
         clock: &LimiterClock,
         metrics: &RateLimitMetrics,
@@ -104,6 +108,7 @@ impl Bucket {
             window: per.as_secs().max(1),
             burst,
             emission,
+            tier: tier.to_owned(),
             // Policy names are [a-z0-9_-]: an RFC 9651 string needs no escaping.
             policy_item: format!("\"{name}\";q={limit};w={}", per.as_secs().max(1)),
             limit_prefix: format!("\"{name}\";r="),
@@ -126,6 +131,40 @@ pub struct Decision {
     pub window: u64,
 }
 
+impl Decision {
+    /// An admitted request whose key's theoretical arrival time is now `ahead` (GCRA, as
+    /// governor and the Redis script compute it).
+    fn allowed(bucket: &Bucket, ahead: Duration) -> Self {
+        let cell = bucket.emission;
+        let capacity = cell * bucket.burst;
+        let remaining = (capacity.saturating_sub(ahead).as_nanos() / cell.as_nanos().max(1)) as u32;
+        Self::admitted(bucket, remaining.min(bucket.burst))
+    }
+
+    fn admitted(bucket: &Bucket, remaining: u32) -> Self {
+        Self {
+            allowed: true,
+            remaining,
+            reset: ceil_secs(bucket.emission * (bucket.burst - remaining.min(bucket.burst))),
+            retry_after: 0,
+            limit: bucket.limit,
+            window: bucket.window,
+        }
+    }
+
+    /// A refused request: one is admitted again after `wait`.
+    fn refused(bucket: &Bucket, wait: Duration) -> Self {
+        Self {
+            allowed: false,
+            remaining: 0,
+            reset: ceil_secs(wait + bucket.emission * (bucket.burst - 1)),
+            retry_after: ceil_secs(wait).max(1),
+            limit: bucket.limit,
+            window: bucket.window,
+        }
+    }
+}
+
 /// A compiled policy.
 pub struct Policy {
     pub name: Arc<str>,
@@ -138,6 +177,8 @@ pub struct Policy {
     hasher: RandomState,
     metrics: RateLimitMetrics,
     audit: AuditSink,
+    /// Set for `backend = "redis"`.
+    remote: Option<Arc<RedisBackend>>,
 }
 
 /// What a request offers to be counted by.
@@ -155,6 +196,7 @@ impl Policy {
         clock: &LimiterClock,
         metrics: &Metrics,
         audit: AuditSink,
+        redis: Option<&Arc<RedisBackend>>,
     ) -> Self {
         let metrics = metrics.ratelimit(name);
         let key = match cfg.key.split_once(':') {
@@ -170,7 +212,7 @@ impl Policy {
                 let per = t.per.map_or(per, |p| p.get());
                 (
                     tier.clone(),
-                    Bucket::new(name, t.limit, per, t.burst, cfg, clock, &metrics),
+                    Bucket::new(name, tier, (t.limit, per, t.burst), cfg, clock, &metrics),
                 )
             })
             .collect();
@@ -179,12 +221,27 @@ impl Policy {
             config: cfg.clone(),
             key,
             tier_header: cfg.tier_header.as_ref().map(|h| h.to_ascii_lowercase()),
-            default: Bucket::new(name, cfg.limit, per, cfg.burst, cfg, clock, &metrics),
+            default: Bucket::new(
+                name,
+                "default",
+                (cfg.limit, per, cfg.burst),
+                cfg,
+                clock,
+                &metrics,
+            ),
             tiers,
             hasher: RandomState::new(),
             metrics,
             audit,
+            remote: redis
+                .filter(|_| cfg.backend == RateLimitBackend::Redis)
+                .cloned(),
         }
+    }
+
+    /// Whether the policy's counters are in Redis: its decisions are awaited.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     /// Counts one request and answers whether it may pass.
@@ -206,31 +263,68 @@ impl Policy {
     }
 
     fn count(&self, bucket: &Bucket, key: u64) -> Decision {
-        match bucket.limiter.check_key(&key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                self.metrics.allowed();
-                Decision {
-                    allowed: true,
-                    remaining,
-                    reset: ceil_secs(
-                        bucket.emission * (bucket.burst - remaining.min(bucket.burst)),
-                    ),
-                    retry_after: 0,
-                    limit: bucket.limit,
-                    window: bucket.window,
-                }
-            }
+        let decision = match bucket.limiter.check_key(&key) {
+            Ok(snapshot) => Decision::admitted(bucket, snapshot.remaining_burst_capacity()),
             Err(not_until) => {
-                self.metrics.limited(self.config.shadow);
                 let wait = not_until.wait_time_from(bucket.limiter.clock().now());
-                Decision {
-                    allowed: false,
-                    remaining: 0,
-                    reset: ceil_secs(wait + bucket.emission * (bucket.burst - 1)),
-                    retry_after: ceil_secs(wait).max(1),
-                    limit: bucket.limit,
-                    window: bucket.window,
+                Decision::refused(bucket, wait)
+            }
+        };
+        self.counted(&decision);
+        decision
+    }
+
+    fn counted(&self, decision: &Decision) {
+        if decision.allowed {
+            self.metrics.allowed();
+        } else {
+            self.metrics.limited(self.config.shadow);
+        }
+    }
+
+    /// Decides on Redis; while Redis cannot, `on_backend_error` decides (counted and logged).
+    async fn count_remote(
+        &self,
+        redis: &RedisBackend,
+        bucket: &Bucket,
+        local_key: u64,
+        key: &[u8],
+    ) -> Decision {
+        let started = std::time::Instant::now();
+        let remote_key = redis.key(&self.name, &bucket.tier, key);
+        let answer = redis
+            .decide(&remote_key, bucket.emission, bucket.burst)
+            .await;
+        match answer {
+            Ok(answer) => {
+                self.metrics.redis_latency(started.elapsed().as_secs_f64());
+                let decision = match answer {
+                    Answer::Allowed { ahead } => Decision::allowed(bucket, ahead),
+                    Answer::Refused { wait } => Decision::refused(bucket, wait),
+                };
+                self.counted(&decision);
+                decision
+            }
+            Err(failure) => {
+                self.metrics.fallback(failure.reason());
+                tracing::warn!(
+                    policy = &*self.name,
+                    error = %failure,
+                    on_backend_error = ?self.config.on_backend_error,
+                    "rate limit decided without redis"
+                );
+                match self.config.on_backend_error {
+                    OnBackendError::Local => self.count(bucket, local_key),
+                    OnBackendError::Allow => {
+                        let decision = Decision::admitted(bucket, bucket.burst);
+                        self.counted(&decision);
+                        decision
+                    }
+                    OnBackendError::Deny => {
+                        let decision = Decision::refused(bucket, Duration::from_secs(1));
+                        self.counted(&decision);
+                        decision
+                    }
                 }
             }
         }
@@ -242,14 +336,25 @@ impl Policy {
     }
 
     fn bucket(&self, input: &KeyInput<'_>) -> &Bucket {
+        self.bucket_at(self.bucket_index(input))
+    }
+
+    /// 0 for the policy's own quota, else 1 + the index of the request's tier.
+    fn bucket_index(&self, input: &KeyInput<'_>) -> usize {
         let tier = self.tier_header.as_deref().and_then(|h| (input.header)(h));
         tier.and_then(|tier| {
             self.tiers
                 .iter()
-                .find(|(name, _)| name.as_bytes() == tier.trim_ascii())
-                .map(|(_, bucket)| bucket)
+                .position(|(name, _)| name.as_bytes() == tier.trim_ascii())
         })
-        .unwrap_or(&self.default)
+        .map_or(0, |i| i + 1)
+    }
+
+    fn bucket_at(&self, index: usize) -> &Bucket {
+        match index {
+            0 => &self.default,
+            i => self.tiers.get(i - 1).map_or(&self.default, |(_, b)| b),
+        }
     }
 
     fn key_hash(&self, input: &KeyInput<'_>) -> u64 {
@@ -264,10 +369,19 @@ impl Policy {
         }
     }
 
-    /// A short, stable, non-reversible name of the key a request was counted by, for the
-    /// audit log (the hash is per process).
-    fn key_label(&self, input: &KeyInput<'_>) -> String {
-        format!("{:016x}", self.key_hash(input))
+    /// The bytes a request is counted by, tagged by kind, the same on every replica: what a
+    /// Redis key is made from.
+    fn key_bytes(&self, input: &KeyInput<'_>) -> Vec<u8> {
+        let tagged = |tag: &str, value: &[u8]| [tag.as_bytes(), value].concat();
+        let by_ip = || tagged("ip:", input.client_ip.to_string().as_bytes());
+        match &self.key {
+            KeyRule::ClientIp => by_ip(),
+            KeyRule::Route => tagged("route:", input.route.as_bytes()),
+            KeyRule::Header(name) => match (input.header)(name) {
+                Some(value) => tagged("header:", value),
+                None => by_ip(),
+            },
+        }
     }
 
     fn buckets(&self) -> impl Iterator<Item = &Bucket> {
@@ -302,6 +416,8 @@ fn ceil_secs(d: Duration) -> u64 {
 pub struct Registry {
     policies: Mutex<HashMap<String, Arc<Policy>>>,
     clock: LimiterClock,
+    /// The `[redis]` server of Redis-backed policies, fixed at start-up.
+    redis: Option<Arc<RedisBackend>>,
 }
 
 impl Default for Registry {
@@ -315,7 +431,14 @@ impl Registry {
         Self {
             policies: Mutex::new(HashMap::new()),
             clock,
+            redis: None,
         }
+    }
+
+    /// The registry whose Redis-backed policies decide on `redis`.
+    pub fn with_redis(mut self, redis: Option<Arc<RedisBackend>>) -> Self {
+        self.redis = redis;
+        self
     }
 
     /// The policies of `configs`: a policy whose settings are unchanged keeps its counters;
@@ -332,7 +455,14 @@ impl Registry {
             .map(|(name, cfg)| {
                 let policy = match kept.get(name) {
                     Some(old) if old.config == *cfg => old.clone(),
-                    _ => Arc::new(Policy::new(name, cfg, &self.clock, metrics, audit.clone())),
+                    _ => Arc::new(Policy::new(
+                        name,
+                        cfg,
+                        &self.clock,
+                        metrics,
+                        audit.clone(),
+                        self.redis.as_ref(),
+                    )),
                 };
                 (name.clone(), policy)
             })
@@ -377,43 +507,76 @@ pub struct Requester<'a> {
 /// Checks every policy of a route; the policy that asks for the longest wait refuses. Every
 /// policy counts the request, also when another one refuses it.
 pub fn check(policies: &[Arc<Policy>], input: &KeyInput<'_>, who: &Requester<'_>) -> Verdict {
-    let mut verdict = Verdict {
-        policy_field: String::with_capacity(48 * policies.len()),
-        limit_field: String::with_capacity(48 * policies.len()),
-        refused: None,
-    };
+    let mut verdict = Verdict::for_policies(policies.len());
     for policy in policies {
-        let (bucket, decision) = policy.decide(input);
-        if !verdict.policy_field.is_empty() {
-            verdict.policy_field.push_str(", ");
-            verdict.limit_field.push_str(", ");
+        let bucket = policy.bucket(input);
+        let key = policy.key_hash(input);
+        let decision = policy.count(bucket, key);
+        let counted = Counted {
+            client_ip: input.client_ip,
+            route: input.route,
+            key,
+        };
+        verdict.add(policy, bucket, &decision, &counted, who);
+    }
+    verdict
+}
+
+/// Who and what a decision counted, for its log line and audit event.
+struct Counted<'a> {
+    client_ip: IpAddr,
+    route: &'a str,
+    /// The key's hash in this process (non-reversible), for the audit event.
+    key: u64,
+}
+
+impl Verdict {
+    fn for_policies(n: usize) -> Self {
+        Self {
+            policy_field: String::with_capacity(48 * n),
+            limit_field: String::with_capacity(48 * n),
+            refused: None,
         }
-        verdict.policy_field.push_str(&bucket.policy_item);
-        verdict.limit_field.push_str(&bucket.limit_prefix);
+    }
+
+    /// Adds one policy's decision: its members of both fields and, when it refuses, the log
+    /// line, the audit event and the refusal if its wait is the longest so far.
+    fn add(
+        &mut self,
+        policy: &Policy,
+        bucket: &Bucket,
+        decision: &Decision,
+        counted: &Counted<'_>,
+        who: &Requester<'_>,
+    ) {
+        if !self.policy_field.is_empty() {
+            self.policy_field.push_str(", ");
+            self.limit_field.push_str(", ");
+        }
+        self.policy_field.push_str(&bucket.policy_item);
+        self.limit_field.push_str(&bucket.limit_prefix);
         let mut digits = [0; 20];
         let r = crate::pipeline::forward::decimal(u64::from(decision.remaining), &mut digits);
-        verdict
-            .limit_field
+        self.limit_field
             .push_str(std::str::from_utf8(r).unwrap_or_default());
-        verdict.limit_field.push_str(";t=");
+        self.limit_field.push_str(";t=");
         let t = crate::pipeline::forward::decimal(decision.reset, &mut digits);
-        verdict
-            .limit_field
+        self.limit_field
             .push_str(std::str::from_utf8(t).unwrap_or_default());
         if decision.allowed {
-            continue;
+            return;
         }
         tracing::info!(
             request_id = who.request_id,
             policy = &*policy.name,
-            route = input.route,
-            client_ip = %input.client_ip,
+            route = counted.route,
+            client_ip = %counted.client_ip,
             shadow = policy.shadow(),
             retry_after = decision.retry_after,
             "rate limit exhausted"
         );
         if policy.shadow() {
-            continue;
+            return;
         }
         // Built only when written: a refusal under attack should cost no more than it must.
         if policy.audit.is_on() {
@@ -423,28 +586,89 @@ pub fn check(policies: &[Arc<Policy>], input: &KeyInput<'_>, who: &Requester<'_>
                     "request_limited",
                     AuditOutcome::Denied,
                 )
-                .actor(input.client_ip.to_string())
-                .route(input.route)
+                .actor(counted.client_ip.to_string())
+                .route(counted.route)
                 .request_id(who.request_id)
                 .trace_id(who.trace_id)
                 .details(serde_json::json!({
                     "policy": &*policy.name,
-                    "key": policy.key_label(input),
+                    "key": format!("{:016x}", counted.key),
                     "limit": decision.limit,
                     "window_seconds": decision.window,
                     "retry_after_seconds": decision.retry_after,
                 })),
             );
         }
-        if verdict
+        if self
             .refused
             .as_ref()
             .is_none_or(|(_, wait)| decision.retry_after > *wait)
         {
-            verdict.refused = Some((policy.name.clone(), decision.retry_after));
+            self.refused = Some((policy.name.clone(), decision.retry_after));
         }
     }
-    verdict
+}
+
+/// The rate-limit check of a route with Redis-backed policies: made from the request head in
+/// [`crate::pipeline::admit`] (so it owns what it needs), awaited by the codec before the
+/// request goes upstream.
+pub struct Pending {
+    asks: Vec<Ask>,
+    client_ip: IpAddr,
+    route: Arc<str>,
+}
+
+/// One policy's part of a [`Pending`] check.
+struct Ask {
+    policy: Arc<Policy>,
+    bucket: usize,
+    /// The key's hash in this process: the local bucket and the audit label.
+    local_key: u64,
+    /// The key's bytes, tagged by kind, hashed into the Redis key.
+    key: Vec<u8>,
+}
+
+impl Pending {
+    pub fn new(policies: &[Arc<Policy>], input: &KeyInput<'_>, route: &Arc<str>) -> Self {
+        let asks = policies
+            .iter()
+            .map(|policy| Ask {
+                policy: policy.clone(),
+                bucket: policy.bucket_index(input),
+                local_key: policy.key_hash(input),
+                key: policy.key_bytes(input),
+            })
+            .collect();
+        Self {
+            asks,
+            client_ip: input.client_ip,
+            route: route.clone(),
+        }
+    }
+
+    /// Counts the request against every policy, in order, Redis-backed ones on Redis.
+    pub async fn run(self, who: &Requester<'_>) -> Verdict {
+        let mut verdict = Verdict::for_policies(self.asks.len());
+        for ask in &self.asks {
+            let policy = &ask.policy;
+            let bucket = policy.bucket_at(ask.bucket);
+            let decision = match &policy.remote {
+                Some(redis) => {
+                    policy
+                        .count_remote(redis, bucket, ask.local_key, &ask.key)
+                        .await
+                }
+                None => policy.count(bucket, ask.local_key),
+            };
+            let counted = Counted {
+                client_ip: self.client_ip,
+                route: &self.route,
+                key: ask.local_key,
+            };
+            verdict.add(policy, bucket, &decision, &counted, who);
+        }
+        verdict
+    }
 }
 
 #[cfg(test)]

@@ -280,3 +280,93 @@ fn check_key_counts_by_the_bytes_given_on_the_policy_s_own_quota() {
     f.advance(Duration::from_secs(30));
     assert!(p.check_key(b"alice").allowed);
 }
+
+/// A prefix no other test run uses, so tests sharing the Redis never share a key.
+fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("palisade-test-{}-{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn redis_and_local_give_the_same_answers_for_the_same_sequence() {
+    let redis_cfg: palisade_config::RedisConfig = toml::from_str(&format!(
+        "url = \"redis://127.0.0.1:6379\"\ntimeout = \"2s\"\nprefix = \"{}\"",
+        unique_prefix()
+    ))
+    .unwrap();
+    let backend = Arc::new(redis::RedisBackend::new(&redis_cfg).expect("a redis URL"));
+    let metrics = Metrics::new("test");
+    let local_registry = Registry::default();
+    let redis_registry = Registry::default().with_redis(Some(backend));
+    // One cell an hour, three at once: every answer depends on the arithmetic, not on timing.
+    let policy =
+        "limit = 1\nper = \"1h\"\nburst = 3\ntier_header = \"x-plan\"\n[tiers.pro]\nlimit = 2";
+    let build = |registry: &Registry, backend: &str| {
+        let cfg = policy.replace(
+            "limit = 1\n",
+            &format!("limit = 1\nbackend = \"{backend}\"\n"),
+        );
+        let configs = BTreeMap::from([("p".to_owned(), toml::from_str(&cfg).unwrap())]);
+        registry.build(&configs, &metrics, &AuditSink::off())["p"].clone()
+    };
+    let local = build(&local_registry, "local");
+    let remote = build(&redis_registry, "redis");
+    assert!(remote.is_remote() && !local.is_remote());
+    let route: Arc<str> = Arc::from("api");
+    let who = Requester {
+        request_id: "r",
+        trace_id: "t",
+    };
+    let mut seen = Vec::new();
+    for (ip, plan) in [
+        ("192.0.2.1", "free"),
+        ("192.0.2.1", "free"),
+        ("192.0.2.2", "pro"),
+        ("192.0.2.1", "free"),
+        ("192.0.2.1", "free"),
+        ("192.0.2.2", "pro"),
+        ("192.0.2.2", "pro"),
+        ("192.0.2.2", "pro"),
+        ("192.0.2.2", "pro"),
+    ] {
+        let header = move |name: &str| (name == "x-plan").then_some(plan.as_bytes());
+        let input = KeyInput {
+            client_ip: ip.parse().unwrap(),
+            route: "api",
+            header: &header,
+        };
+        let on_local = Pending::new(std::slice::from_ref(&local), &input, &route)
+            .run(&who)
+            .await;
+        let on_redis = Pending::new(std::slice::from_ref(&remote), &input, &route)
+            .run(&who)
+            .await;
+        // The same fields and the same refusal, to the second.
+        assert_eq!(on_local, on_redis, "{ip} {plan}");
+        seen.push(on_local.refused.map(|(_, wait)| wait));
+    }
+    // The default tier: three at once, then one an hour; `pro`: two an hour, two at once.
+    let h = 3600;
+    assert_eq!(
+        seen,
+        [
+            None,
+            None,
+            None,
+            None,
+            Some(h),
+            None,
+            Some(h / 2),
+            Some(h / 2),
+            Some(h / 2)
+        ]
+    );
+    let text = metrics.encode(Format::OpenMetrics);
+    assert!(
+        !text.contains("palisade_ratelimit_backend_fallbacks_total{"),
+        "{text}"
+    );
+}

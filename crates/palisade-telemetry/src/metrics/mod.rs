@@ -253,6 +253,16 @@ impl Metrics {
             "Requests with a new key counted in a policy's shared overflow bucket because it tracked max_keys keys",
             self.ratelimit.overflow.clone(),
         );
+        r.register(
+            RATELIMIT_BACKEND_FALLBACKS,
+            "Rate-limit decisions made by on_backend_error because Redis could not, by policy and reason",
+            self.ratelimit.fallbacks.clone(),
+        );
+        r.register(
+            RATELIMIT_REDIS_SECONDS,
+            "Time one Redis rate-limit decision took, in seconds",
+            self.ratelimit.redis_seconds.clone(),
+        );
         #[cfg(target_os = "linux")]
         r.register_collector(Box::new(process::ProcessCollector));
     }

@@ -86,3 +86,9 @@ pub const RATELIMIT_SWEPT_KEYS: &str = "palisade_ratelimit_swept_keys";
 /// Counter `palisade_ratelimit_overflow_total{policy}`: requests with a new key counted in the
 /// policy's shared overflow bucket, because it already tracked `max_keys` keys.
 pub const RATELIMIT_OVERFLOW: &str = "palisade_ratelimit_overflow";
+/// Counter `palisade_ratelimit_backend_fallbacks_total{policy,reason}`: decisions a Redis-backed
+/// policy's `on_backend_error` made because Redis could not (`reason`: `timeout`, `error`,
+/// `breaker_open`).
+pub const RATELIMIT_BACKEND_FALLBACKS: &str = "palisade_ratelimit_backend_fallbacks";
+/// Histogram `palisade_ratelimit_redis_seconds{policy}`: time one Redis decision took.
+pub const RATELIMIT_REDIS_SECONDS: &str = "palisade_ratelimit_redis_seconds";

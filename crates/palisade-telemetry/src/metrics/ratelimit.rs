@@ -7,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// The labels of `palisade_ratelimit_decisions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -21,13 +22,44 @@ pub(super) struct PolicyLabels {
     pub(super) policy: Arc<str>,
 }
 
+/// The labels of `palisade_ratelimit_backend_fallbacks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct FallbackLabels {
+    pub(super) policy: Arc<str>,
+    pub(super) reason: &'static str,
+}
+
+/// Upper bounds of the Redis decision latency buckets, in seconds: 100 µs to 100 ms.
+const REDIS_BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
+pub(super) fn redis_histogram() -> Histogram {
+    Histogram::new(REDIS_BUCKETS)
+}
+
 /// The families every policy's handle records into.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(super) struct RateLimitFamilies {
     pub(super) decisions: Family<DecisionLabels, Counter>,
     pub(super) keys: Family<PolicyLabels, Gauge>,
     pub(super) swept: Family<PolicyLabels, Counter>,
     pub(super) overflow: Family<PolicyLabels, Counter>,
+    pub(super) fallbacks: Family<FallbackLabels, Counter>,
+    pub(super) redis_seconds: Family<PolicyLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for RateLimitFamilies {
+    fn default() -> Self {
+        Self {
+            decisions: Family::default(),
+            keys: Family::default(),
+            swept: Family::default(),
+            overflow: Family::default(),
+            fallbacks: Family::default(),
+            redis_seconds: Family::new_with_constructor(redis_histogram),
+        }
+    }
 }
 
 /// One policy's metrics, its series resolved once. Cheap to clone.
@@ -39,6 +71,9 @@ pub struct RateLimitMetrics {
     keys: Gauge,
     swept: Counter,
     overflow: Counter,
+    policy: Arc<str>,
+    fallbacks: Family<FallbackLabels, Counter>,
+    redis_seconds: Histogram,
 }
 
 impl RateLimitMetrics {
@@ -60,6 +95,9 @@ impl RateLimitMetrics {
             keys: families.keys.get_or_create_owned(&labels),
             swept: families.swept.get_or_create_owned(&labels),
             overflow: families.overflow.get_or_create_owned(&labels),
+            redis_seconds: families.redis_seconds.get_or_create_owned(&labels),
+            fallbacks: families.fallbacks.clone(),
+            policy,
         }
     }
 
@@ -90,5 +128,21 @@ impl RateLimitMetrics {
     /// Counts a request with a new key counted in the overflow bucket (the key cap was reached).
     pub fn overflow(&self) {
         self.overflow.inc();
+    }
+
+    /// Counts a decision the policy's `on_backend_error` made because Redis could not;
+    /// `reason` is `timeout`, `error` or `breaker_open`.
+    pub fn fallback(&self, reason: &'static str) {
+        self.fallbacks
+            .get_or_create(&FallbackLabels {
+                policy: self.policy.clone(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Records how long one Redis decision took.
+    pub fn redis_latency(&self, seconds: f64) {
+        self.redis_seconds.observe(seconds);
     }
 }

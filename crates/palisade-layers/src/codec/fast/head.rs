@@ -56,6 +56,8 @@ pub struct Forward {
     pub body: u64,
     /// Longest wait for the client's next request body bytes.
     pub body_timeout: std::time::Duration,
+    /// Rate limits in Redis, awaited before the exchange.
+    pub pending_limits: Option<crate::ratelimit::Pending>,
 }
 
 /// Reads the request head at the front of `buf` (`None` while it is incomplete) and, when it
@@ -114,6 +116,8 @@ pub fn request(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     forward::write_headers(&head, &admitted, out);
     out.extend_from_slice(b"\r\n");
+    let mut admitted = admitted;
+    let pending_limits = admitted.pending_limits.take();
     let idempotent = admitted.idempotent();
     let close = admitted.facts.close;
     let body = match admitted.facts.body {
@@ -130,6 +134,7 @@ pub fn request(
         send_timeout: snap.send_timeout,
         body,
         body_timeout: snap.request_body_timeout,
+        pending_limits,
     }))
 }
 

@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::pipeline::reject::{ResponseSink, render};
-use crate::pipeline::{Peer, Rejection, RequestCtx};
+use crate::pipeline::{self, Peer, Rejection, RequestCtx};
 use crate::proxy::Proxy;
 use deadline::Deadlines;
 use exchange::{Buffers, exchange};
@@ -174,6 +174,24 @@ pub async fn serve(
             }
         };
 
+        // Rate limits in Redis are awaited here; a refusal is answered like any other.
+        let step = match step {
+            Step::Forward(mut forward) => match forward.pending_limits.take() {
+                Some(pending) => {
+                    let close = forward.close;
+                    match pipeline::await_limits(pending, &mut forward.ctx, close).await {
+                        Some(rejection) => Step::Respond(Respond {
+                            consumed: forward.consumed,
+                            ctx: forward.ctx,
+                            rejection,
+                        }),
+                        None => Step::Forward(forward),
+                    }
+                }
+                None => Step::Forward(forward),
+            },
+            other => other,
+        };
         let draining = proxy.is_draining() || shutdown.started();
         let keep_open = match step {
             Step::Handoff => {

@@ -44,6 +44,7 @@ struct Outbound {
     upgrade: bool,
     idempotent: bool,
     close: bool,
+    pending_limits: Option<crate::ratelimit::Pending>,
 }
 
 /// Handles one request end to end. Never fails: every problem becomes a response.
@@ -85,6 +86,7 @@ pub async fn handle(
                 match a.target.parse::<Uri>() {
                     Ok(uri) => Ok(Outbound {
                         idempotent: a.idempotent(),
+                        pending_limits: a.pending_limits,
                         close: a.facts.close,
                         upgrade: a.facts.body == BodyKind::Upgrade,
                         ctx: a.ctx,
@@ -110,7 +112,7 @@ pub async fn handle(
         }
     };
     let Outbound {
-        ctx,
+        mut ctx,
         route,
         keep,
         managed,
@@ -118,7 +120,15 @@ pub async fn handle(
         upgrade,
         idempotent,
         close,
+        pending_limits,
     } = out;
+    if let Some(pending) = pending_limits
+        && let Some(mut rejection) = pipeline::await_limits(pending, &mut ctx, close).await
+    {
+        // hyper closes a connection whose request body was left unread: say so.
+        rejection.close |= !http_body::Body::is_end_stream(req.body());
+        return reject(ctx, rejection, req.version());
+    }
     let headers = upstream_headers(std::mem::take(req.headers_mut()), &keep, managed);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let version = req.version();
