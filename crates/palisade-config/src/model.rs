@@ -237,7 +237,9 @@ pub struct RouteConfig {
     pub methods: Vec<String>,
     /// Name of the upstream (a key of `[upstreams]`) requests are forwarded to.
     pub upstream: String,
-    /// Longest time from sending the request upstream (its body included) until the upstream's response headers arrive; past it the client gets 504.
+    /// Longest wait for the upstream: for its response headers once the request is sent, and
+    /// during an upload for the upstream to take more body bytes (a client that stalls its upload
+    /// meets `server.request_body_timeout` instead, 408); past it the client gets 504.
     #[serde(default = "default_route_timeout")]
     pub timeout: Duration,
     /// Largest request body accepted; larger ones get 413. Absent: no limit.

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use crate::codec::RouteDeadline;
+
 pub struct Deadlines {
     sleep: Pin<Box<Sleep>>,
     armed: Instant,
@@ -31,8 +33,27 @@ impl Deadlines {
 
     /// Runs `fut` to completion, or gives up with `None` once `deadline` has passed.
     pub async fn run<F: Future>(&mut self, deadline: Instant, fut: F) -> Option<F::Output> {
-        if deadline < self.armed {
-            self.arm(deadline);
+        self.run_until(|| deadline, fut).await
+    }
+
+    /// Like [`Deadlines::run`] with a deadline that may move later while `fut` runs (a
+    /// route's timeout during an upload).
+    pub async fn run_moving<F: Future>(
+        &mut self,
+        deadline: &RouteDeadline,
+        fut: F,
+    ) -> Option<F::Output> {
+        self.run_until(|| deadline.at(), fut).await
+    }
+
+    async fn run_until<F: Future>(
+        &mut self,
+        deadline: impl Fn() -> Instant,
+        fut: F,
+    ) -> Option<F::Output> {
+        let first = deadline();
+        if first < self.armed {
+            self.arm(first);
         }
         let mut fut = pin!(fut);
         loop {
@@ -41,6 +62,7 @@ impl Deadlines {
                 out = &mut fut => return Some(out),
                 () = &mut self.sleep => {
                     let now = Instant::now();
+                    let deadline = deadline();
                     if now >= deadline {
                         self.arm(now + self.period);
                         return None;

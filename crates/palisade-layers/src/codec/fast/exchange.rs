@@ -25,6 +25,7 @@ use super::head::Forward;
 use super::response::{self, BadResponse, FinalHead, Framing, Reply};
 use super::upload::{ClientEnd, ClientGone, DRAIN_MAX, Stop, Upload};
 use super::{MAX_RESPONSE_HEAD, Shutdown, respond};
+use crate::codec::RouteDeadline;
 use crate::pipeline::Rejection;
 use crate::pipeline::call::{self, AttemptError, Exchange, Failure};
 use crate::pool::Endpoint;
@@ -59,6 +60,8 @@ struct FastExchange<'a, 'b, 'c> {
     /// True while the body is being read from the client.
     uploading: &'a AtomicBool,
     upload: &'a mut Upload<'b>,
+    /// Moved on by every step of the upload.
+    route_deadline: &'a RouteDeadline,
     reply: &'a Reply<'a>,
 }
 
@@ -101,6 +104,7 @@ impl FastExchange<'_, '_, '_> {
             client_in,
             uploading,
             upload,
+            route_deadline,
             reply,
         } = self;
         if let Err(error) = upstream.write_all(&io.upstream_head).await {
@@ -126,9 +130,12 @@ impl FastExchange<'_, '_, '_> {
                 tokio::select! {
                     biased;
                     read = from_upstream.read(&mut io.upstream_in[filled..]) => read,
-                    step = upload.step(client_in, &mut to_upstream) => {
+                    step = upload.step(client_in, &mut to_upstream, route_deadline) => {
                         match step {
-                            Ok(()) => sending = !upload.sent(),
+                            Ok(()) => {
+                                route_deadline.moved();
+                                sending = !upload.sent();
+                            }
                             // The upstream stopped taking the body: its answer may follow.
                             Err(Stop::Upstream) => sending = false,
                             Err(Stop::Client(end)) => {
@@ -240,7 +247,7 @@ pub async fn exchange(
         ..
     } = forward;
     let upstream = &route.upstream;
-    let deadline = Instant::now() + route.timeout;
+    let deadline = RouteDeadline::new(route.timeout);
     // A body that may have reached the upstream is not sent again: it is not kept (as on the
     // general codec). One never written is, on the next connection ([`call::call`]).
     let repeatable = idempotent && body == 0;
@@ -263,6 +270,7 @@ pub async fn exchange(
             client_in,
             uploading: &uploading,
             upload: &mut *upload,
+            route_deadline: &deadline,
             reply: &reply,
         };
         let attempt = call::call(upstream, repeatable, &mut exchange);
@@ -274,7 +282,7 @@ pub async fn exchange(
                 () = ClientGone::new(client_in, &uploading) => None,
             }
         });
-        deadlines.run(deadline, watched).await
+        deadlines.run_moving(&deadline, watched).await
     };
     // A failure before the body ended leaves the client's connection mid-request: it closes.
     let close_on_failure = close || upload.left() > 0;

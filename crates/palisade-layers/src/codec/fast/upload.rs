@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use super::Shutdown;
 use super::deadline::Deadlines;
+use crate::codec::RouteDeadline;
 
 /// Longest body copied behind the upstream head and written with it in one call.
 pub const INLINE_BODY: usize = 4 * 1024;
@@ -101,6 +102,7 @@ impl<'b> Upload<'b> {
         &mut self,
         client: &TcpStream,
         upstream: &mut WriteHalf<'_>,
+        deadline: &RouteDeadline,
     ) -> Result<(), Stop> {
         if self.pending.is_empty() {
             let want = self.left.min(self.buf.len() as u64) as usize;
@@ -116,11 +118,14 @@ impl<'b> Upload<'b> {
                     }
                 }
             });
+            // Waiting for the client is bounded by `idle`, not by the route's timeout.
+            deadline.pause();
             let n = match tokio::time::timeout(self.idle, read).await {
                 Ok(Ok(n)) if n > 0 => n,
                 Ok(_) => return Err(Stop::Client(ClientEnd::Closed)),
                 Err(_) => return Err(Stop::Client(ClientEnd::Idle(self.idle))),
             };
+            deadline.moved();
             self.left -= n as u64;
             self.pending = 0..n;
         }

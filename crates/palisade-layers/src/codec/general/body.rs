@@ -18,6 +18,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::access::AccessRecord;
+use crate::codec::RouteDeadline;
 use crate::pool::Checkout;
 use palisade_telemetry::metrics::{UpstreamErrorKind, UpstreamMetrics};
 
@@ -46,11 +47,18 @@ pin_project! {
         // body.
         stall: Option<Pin<Box<Sleep>>>,
         sent: Arc<AtomicBool>,
+        // The route's timeout, moved on by every body frame.
+        deadline: Option<Arc<RouteDeadline>>,
     }
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
+    pub fn new(
+        inner: Incoming,
+        limit: Option<u64>,
+        idle: Duration,
+        deadline: Option<Arc<RouteDeadline>>,
+    ) -> Self {
         let sent = Arc::new(AtomicBool::new(inner.is_end_stream()));
         Self {
             inner: Some(inner),
@@ -59,6 +67,7 @@ impl RequestBody {
             idle,
             stall: None,
             sent,
+            deadline,
         }
     }
 
@@ -71,6 +80,7 @@ impl RequestBody {
             idle: Duration::MAX,
             stall: None,
             sent: Arc::new(AtomicBool::new(true)),
+            deadline: None,
         }
     }
 
@@ -93,6 +103,15 @@ impl Body for RequestBody {
             Some(body) => Pin::new(body).poll_frame(cx),
             None => Poll::Ready(None),
         };
+        // While hyper's client waits for the client's bytes (not for the upstream, which stops
+        // the polling while it takes none), the route's timeout stands still.
+        if let Some(deadline) = this.deadline.as_deref() {
+            if polled.is_pending() {
+                deadline.pause();
+            } else {
+                deadline.moved();
+            }
+        }
         if polled.is_ready()
             && let Some(stall) = this.stall.as_mut()
         {

@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, 
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::codec::RouteDeadline;
 use crate::pipeline::head::{BodyKind, Kind, Line, RequestHead, connection_names, kind};
 use crate::pipeline::reject::{ResponseSink, render};
 use crate::pipeline::{
@@ -134,10 +135,12 @@ pub async fn handle(
     let version = req.version();
     let method = req.method().clone();
     let head_request = method == http::Method::HEAD;
+    let deadline = Arc::new(RouteDeadline::new(route.timeout));
     let body = RequestBody::new(
         req.into_body(),
         route.max_request_body,
         snap.request_body_timeout,
+        Some(deadline.clone()),
     );
     let request_sent = body.sent_flag();
     let mut outbound = Request::new(body);
@@ -147,11 +150,13 @@ pub async fn handle(
 
     let upstream = &route.upstream;
     let mut exchange = GeneralExchange::new(outbound, upstream);
-    let sent = tokio::time::timeout(
-        route.timeout,
-        call::call(upstream, idempotent, &mut exchange),
-    )
-    .await;
+    // The route's timeout stands still while the body waits for the client, and runs from
+    // the last bytes that moved, then for the response head (see `RouteDeadline`).
+    let sent = tokio::select! {
+        biased;
+        sent = call::call(upstream, idempotent, &mut exchange) => Ok(sent),
+        () = deadline.passed() => Err(()),
+    };
     let (resp, checkout) = match sent {
         Ok(Ok(sent)) => sent,
         Ok(Err(error)) => {
