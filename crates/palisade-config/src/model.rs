@@ -250,6 +250,19 @@ pub struct RouteConfig {
     /// requests without a body are not checked. Absent or empty: any type.
     #[serde(default)]
     pub content_types: Vec<String>,
+    /// Add `X-Content-Type-Options: nosniff` and `Referrer-Policy:
+    /// strict-origin-when-cross-origin` to responses that lack them. The upstream's own values
+    /// win. `Server` and `X-Powered-By` are removed from every response either way.
+    #[serde(default = "default_true")]
+    pub security_headers: bool,
+    /// `Strict-Transport-Security` added to responses that lack one, e.g.
+    /// "max-age=31536000; includeSubDomains". Set it only where clients reach the service over
+    /// HTTPS. Absent: none.
+    #[serde(default)]
+    pub hsts: Option<String>,
+    /// `X-Frame-Options` added to responses that lack one: "DENY" or "SAMEORIGIN". Absent: none.
+    #[serde(default)]
+    pub frame_options: Option<String>,
     /// Names of the rate-limit policies (keys of `[rate_limits]`) every request of this route
     /// is counted against, e.g. ["per-ip", "read"]. Each counts the request; when some are
     /// exhausted, the one with the longest wait answers 429.

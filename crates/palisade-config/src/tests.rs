@@ -485,6 +485,30 @@ upstream = "app"
 }
 
 #[test]
+fn security_header_values_are_checked() {
+    let text = r#"
+[upstreams.app]
+endpoints = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "api"
+upstream = "app"
+hsts = "includeSubDomains"
+frame_options = "ALLOW-FROM https://x"
+"#;
+    assert_eq!(
+        errors(text, &[]),
+        [
+            "palisade.toml:8: routes[0].hsts: invalid Strict-Transport-Security value \
+             \"includeSubDomains\"; it starts with max-age=SECONDS, e.g. \"max-age=31536000; \
+             includeSubDomains\"",
+            "palisade.toml:9: routes[0].frame_options: invalid X-Frame-Options value \
+             \"ALLOW-FROM https://x\"; expected \"DENY\" or \"SAMEORIGIN\""
+        ]
+    );
+}
+
+#[test]
 fn json_schema_is_json_with_descriptions() {
     let schema: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
     assert!(schema.is_object());

@@ -413,6 +413,33 @@ fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
         }
         check_route_match(route, &path, issues);
         check_positive(route.timeout, path.key("timeout"), issues);
+        if let Some(hsts) = &route.hsts {
+            let max_age = hsts
+                .split(';')
+                .next()
+                .and_then(|d| d.trim().strip_prefix("max-age="))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !max_age || hsts.bytes().any(|b| b.is_ascii_control()) {
+                issues.push(Issue::new(
+                    path.key("hsts"),
+                    format!(
+                        "invalid Strict-Transport-Security value {hsts:?}; it starts with \
+                         max-age=SECONDS, e.g. \"max-age=31536000; includeSubDomains\""
+                    ),
+                ));
+            }
+        }
+        if let Some(frame) = &route.frame_options
+            && !frame.eq_ignore_ascii_case("DENY")
+            && !frame.eq_ignore_ascii_case("SAMEORIGIN")
+        {
+            issues.push(Issue::new(
+                path.key("frame_options"),
+                format!(
+                    "invalid X-Frame-Options value {frame:?}; expected \"DENY\" or \"SAMEORIGIN\""
+                ),
+            ));
+        }
         for (j, media) in route.content_types.iter().enumerate() {
             let valid = media
                 .split_once('/')

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
+use http::{HeaderValue, Method};
 use palisade_config::{PathMatch, RouteConfig};
 use palisade_telemetry::metrics::RouteMetrics;
 
+use crate::pipeline::head::SecurityHeader;
 use crate::ratelimit::Policy;
 use crate::upstream::Upstream;
 
@@ -40,6 +41,8 @@ pub struct Route {
     pub limits: Vec<Arc<Policy>>,
     /// Some of `limits` are in Redis: the check is awaited.
     pub remote_limits: bool,
+    /// The security headers added to responses that lack them.
+    pub security: Vec<(SecurityHeader, HeaderValue)>,
     pub metrics: RouteMetrics,
 }
 
@@ -84,6 +87,7 @@ impl Route {
                 }))
                 .collect(),
             remote_limits: limits.iter().any(|p| p.is_remote()),
+            security: security_headers(cfg),
             limits,
             metrics,
         }
@@ -117,6 +121,31 @@ impl Route {
             Some(rest) => self.path.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
         }
     }
+}
+
+/// The security headers a route adds to responses that lack them (values validated at load).
+fn security_headers(cfg: &RouteConfig) -> Vec<(SecurityHeader, HeaderValue)> {
+    let mut headers = Vec::new();
+    if cfg.security_headers {
+        headers.push((
+            SecurityHeader::ContentTypeOptions,
+            HeaderValue::from_static("nosniff"),
+        ));
+        headers.push((
+            SecurityHeader::ReferrerPolicy,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ));
+    }
+    let configured = [
+        (SecurityHeader::StrictTransportSecurity, cfg.hsts.as_deref()),
+        (SecurityHeader::FrameOptions, cfg.frame_options.as_deref()),
+    ];
+    for (which, value) in configured {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.push((which, value));
+        }
+    }
+    headers
 }
 
 /// The routes of one config snapshot.

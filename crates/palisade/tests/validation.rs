@@ -87,3 +87,42 @@ both_codecs! {
         assert_eq!(statuses, [200, 200, 200, 415, 415, 200]);
     }
 }
+
+mod responses {
+    use super::*;
+
+    both_codecs! {
+        async fn responses_get_security_headers_and_lose_the_upstreams_fingerprint(codec: Codec) {
+            let up = UpstreamServer::start().await.unwrap();
+            let config = common::config_for(
+                up.addr(),
+                "hsts = \"max-age=31536000; includeSubDomains\"\nframe_options = \"DENY\"",
+            );
+            let gw = common::spawn(codec, &config, true).await;
+            let mut wire = Wire::connect(&gw.url("/")).await;
+            wire.send(&request(
+                "GET",
+                "/x?set_header=server:nginx%2F1.2&set_header=x-powered-by:PHP&set_header=referrer-policy:no-referrer",
+                None,
+                "",
+            ))
+            .await;
+            let reply = wire.response(false).await;
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.header("server"), None);
+            assert_eq!(reply.header("x-powered-by"), None);
+            assert_eq!(reply.all("x-content-type-options"), ["nosniff"]);
+            // The upstream's own value wins, and is not doubled.
+            assert_eq!(reply.all("referrer-policy"), ["no-referrer"]);
+            assert_eq!(reply.header("strict-transport-security"), Some("max-age=31536000; includeSubDomains"));
+            assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+            // Palisade's own answers say nosniff too.
+            wire.send(&request("GET", "/x?status=200", None, "")).await;
+            assert_eq!(wire.response(false).await.header("referrer-policy"), Some("strict-origin-when-cross-origin"));
+            let mut refused = Wire::connect(&gw.url("/")).await;
+            refused.send(b"GET /a/%2e%2e/%2e%2e/b HTTP/1.1\r\nhost: app\r\n\r\n").await;
+            let problem = refused.response(false).await;
+            assert_eq!((problem.status, problem.header("x-content-type-options")), (400, Some("nosniff")));
+        }
+    }
+}

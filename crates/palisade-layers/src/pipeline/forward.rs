@@ -87,7 +87,8 @@ pub fn keeps(head: &RequestHead<'_>, a: &Admitted<'_>, kind: Kind, name: &[u8]) 
     let facts = &a.facts;
     let fwd = &a.forwarding;
     match kind {
-        Kind::Other | Kind::Date | Kind::Traceresponse => {
+        // Names that matter only on responses go on like any other request header.
+        Kind::Other | Kind::Date | Kind::Traceresponse | Kind::Fingerprint | Kind::Security(_) => {
             !facts.connection_names(head.lines, name)
                 && !a
                     .route

@@ -35,7 +35,36 @@ pub enum Kind {
     /// A name with `_`: dropped, as NGINX does by default, since proxies and frameworks that
     /// fold `_` into `-` let a client smuggle a managed header past the proxy.
     Underscore,
+    /// `Server`, `X-Powered-By`: what software an upstream runs; not passed to clients.
+    Fingerprint,
+    /// A response header Palisade adds when the upstream did not ([`SecurityHeader`]).
+    Security(SecurityHeader),
     Other,
+}
+
+/// The security headers Palisade adds to responses that lack them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityHeader {
+    ContentTypeOptions,
+    ReferrerPolicy,
+    StrictTransportSecurity,
+    FrameOptions,
+}
+
+impl SecurityHeader {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ContentTypeOptions => "x-content-type-options",
+            Self::ReferrerPolicy => "referrer-policy",
+            Self::StrictTransportSecurity => "strict-transport-security",
+            Self::FrameOptions => "x-frame-options",
+        }
+    }
+
+    /// One bit per header, for a set of those a response has.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
 }
 
 /// Classifies a header name, case-insensitively.
@@ -48,6 +77,14 @@ pub fn kind(name: &[u8]) -> Kind {
         7 if is("upgrade") => Kind::Upgrade,
         9 if is("forwarded") => Kind::Forwarded,
         9 if is("x-real-ip") => Kind::RealIp,
+        6 if is("server") => Kind::Fingerprint,
+        12 if is("x-powered-by") => Kind::Fingerprint,
+        22 if is("x-content-type-options") => Kind::Security(SecurityHeader::ContentTypeOptions),
+        15 if is("referrer-policy") => Kind::Security(SecurityHeader::ReferrerPolicy),
+        25 if is("strict-transport-security") => {
+            Kind::Security(SecurityHeader::StrictTransportSecurity)
+        }
+        15 if is("x-frame-options") => Kind::Security(SecurityHeader::FrameOptions),
         10 if is("connection") => Kind::Connection,
         10 if is("tracestate") => Kind::Tracestate,
         11 if is("traceparent") => Kind::Traceparent,

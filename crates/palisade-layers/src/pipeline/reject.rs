@@ -54,6 +54,7 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
     sink.header(b"x-request-id", record.request_id.as_bytes());
     sink.header(b"traceresponse", &ctx.traceparent);
     sink.header(b"cache-control", b"no-store");
+    sink.header(b"x-content-type-options", b"nosniff");
     with_date(|date| sink.header(b"date", date));
     if let Some(allow) = &ctx.allow {
         sink.header(b"allow", allow.as_bytes());

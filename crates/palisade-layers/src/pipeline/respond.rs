@@ -1,6 +1,7 @@
 //! The client's response headers: which of the upstream's go on. Both codecs ask [`keeps`];
 //! the headers Palisade sets on every response (`X-Request-Id`, `traceresponse`, `Date` when
-//! missing, one `Content-Length`) are written by each codec after them.
+//! missing, one `Content-Length`, the route's security headers the upstream left out) are
+//! written by each codec after them.
 
 use super::head::Kind;
 
@@ -17,6 +18,8 @@ pub fn keeps(kind: Kind, connection_named: impl FnOnce() -> bool, switching: boo
         | Kind::RequestId
         | Kind::Traceresponse
         | Kind::ContentLength => false,
+        // What software the upstream runs is nobody's business.
+        Kind::Fingerprint => false,
         Kind::Upgrade => switching,
         _ => !connection_named(),
     }
@@ -36,6 +39,8 @@ mod tests {
             "x-request-id",
             "traceresponse",
             "proxy-authenticate",
+            "server",
+            "X-Powered-By",
         ] {
             assert!(!keeps(kind(name.as_bytes()), || false, false), "{name}");
         }

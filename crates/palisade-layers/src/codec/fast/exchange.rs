@@ -257,6 +257,7 @@ pub async fn exchange(
         head_request,
         close,
         limits: ctx.limits.as_deref(),
+        security: &route.security,
     };
     let outcome = {
         let (reader, mut writer) = client.split();

@@ -4,7 +4,9 @@
 use http::HeaderValue;
 
 use crate::pipeline::forward::{HeaderSink, decimal};
-use crate::pipeline::head::{ConnectionValue, Kind, connection_names, kind, parse_length};
+use crate::pipeline::head::{
+    ConnectionValue, Kind, SecurityHeader, connection_names, kind, parse_length,
+};
 use crate::pipeline::reject::with_date;
 use crate::pipeline::respond;
 
@@ -60,6 +62,8 @@ pub struct Reply<'a> {
     pub close: bool,
     /// The route's rate-limit fields, added beside any the upstream sent.
     pub limits: Option<&'a crate::ratelimit::Verdict>,
+    /// The route's security headers, added when the upstream sent none of the same name.
+    pub security: &'a [(SecurityHeader, HeaderValue)],
 }
 
 /// Reads the upstream's response head at the front of `buf` and writes the client's into
@@ -94,6 +98,8 @@ pub fn translate(
     let mut chunked = None;
     let mut length: Option<u64> = None;
     let mut has_date = false;
+    // The security headers the upstream sent (one bit each).
+    let mut security = 0u8;
     let mut kinds = [Kind::Other; MAX_RESPONSE_HEADERS];
     for (h, k) in headers.iter().zip(kinds.iter_mut()) {
         *k = kind(h.name.as_bytes());
@@ -104,6 +110,7 @@ pub fn translate(
                 names_other |= said.names_other;
             }
             Kind::Date => has_date = true,
+            Kind::Security(which) => security |= which.bit(),
             Kind::TransferEncoding => {
                 // Only the last coding decides whether the body is chunked.
                 let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
@@ -183,6 +190,11 @@ pub fn translate(
         out.header(b"ratelimit-policy", limits.policy_field.as_bytes());
         out.header(b"ratelimit", limits.limit_field.as_bytes());
     }
+    for (which, value) in reply.security {
+        if security & which.bit() == 0 {
+            out.header(which.name().as_bytes(), value.as_bytes());
+        }
+    }
     if close {
         out.header(b"connection", b"close");
     }
@@ -209,6 +221,7 @@ mod tests {
             head_request,
             close: false,
             limits: None,
+            security: &[],
         };
         let mut out = Vec::new();
         let r = translate(raw, &reply, &mut out);

@@ -189,6 +189,7 @@ pub async fn handle(
         }
     };
     let exchanged = Exchanged {
+        security: route.clone(),
         checkout,
         client_upgrade,
         request_sent,
@@ -271,6 +272,8 @@ fn client_headers(headers: &mut HeaderMap, switching: bool) {
 
 /// What the response needs from the exchange that brought it.
 struct Exchanged {
+    /// The route, whose security headers go on responses that lack them.
+    security: Arc<Route>,
     checkout: Option<crate::pool::Checkout>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     request_sent: Arc<AtomicBool>,
@@ -291,6 +294,7 @@ fn respond(
     x: Exchanged,
 ) -> Response<ResponseBody> {
     let Exchanged {
+        security,
         checkout,
         client_upgrade,
         request_sent,
@@ -315,6 +319,11 @@ fn respond(
     );
     if let Ok(tr) = HeaderValue::from_bytes(&ctx.traceparent) {
         headers.insert(TRACERESPONSE, tr);
+    }
+    for (which, value) in &security.security {
+        if !headers.contains_key(which.name()) {
+            headers.insert(which.name(), value.clone());
+        }
     }
     // Beside the upstream's own rate-limit fields, which stay: a list field's lines combine.
     if let Some(limits) = ctx.limits.as_deref()
