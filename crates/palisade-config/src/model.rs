@@ -242,8 +242,10 @@ pub struct RouteConfig {
     /// meets `server.request_body_timeout` instead, 408); past it the client gets 504.
     #[serde(default = "default_route_timeout")]
     pub timeout: Duration,
-    /// Largest request body accepted; larger ones get 413. Absent: no limit.
-    #[serde(default)]
+    /// Largest request body accepted; larger ones get 413: at once when `Content-Length` says
+    /// so, or as soon as a chunked body passes it. Default 10 MiB; raise it for routes that
+    /// take uploads.
+    #[serde(default = "default_max_request_body")]
     pub max_request_body: Option<ByteSize>,
     /// Media types a request body may have, e.g. ["application/json"]; "type/*" takes any
     /// subtype. A request with a body of another type, or without a Content-Type, gets 415;
@@ -496,6 +498,10 @@ fn default_pool_max_idle() -> usize {
 fn default_route_path() -> String {
     "/".to_owned()
 }
+fn default_max_request_body() -> Option<ByteSize> {
+    Some(ByteSize::bytes(10 * 1024 * 1024))
+}
+
 fn default_redis_timeout() -> Duration {
     Duration::from_millis(50)
 }

@@ -133,7 +133,8 @@ both_codecs! {
         let up = palisade_testkit::upstream::UpstreamServer::start()
             .await
             .unwrap();
-        let config = common::config_for(up.addr(), "").replace("timeout = \"1s\"", "timeout = \"60s\"");
+        let config = common::config_for(up.addr(), "max_request_body = \"1GiB\"")
+            .replace("timeout = \"1s\"", "timeout = \"60s\"");
         let gw = common::spawn(codec, &config, true).await;
         let client = common::client();
         let baseline = gw.rss_kb().expect("rss readable");

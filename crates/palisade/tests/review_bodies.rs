@@ -43,8 +43,12 @@ const ACCESS_LOG: &str = "[log]\naccess_log = true";
 
 /// The gateway in front of `upstream` with the access log on and `server` settings.
 async fn gateway(codec: Codec, upstream: SocketAddr, server: &str) -> palisade_testkit::Gateway {
-    let config = common::config_for(upstream, ACCESS_LOG)
-        .replace("[lifecycle]", &format!("[server]\n{server}\n\n[lifecycle]"));
+    // Uploads here are larger than the default 10 MiB limit on purpose.
+    let config = common::config_for(
+        upstream,
+        &format!("max_request_body = \"1GiB\"\n{ACCESS_LOG}"),
+    )
+    .replace("[lifecycle]", &format!("[server]\n{server}\n\n[lifecycle]"));
     common::spawn(codec, &config, true).await
 }
 
@@ -224,7 +228,9 @@ both_codecs! {
             })
         }
         let (addr, conns) = raw_upstream(hold).await;
-        let gw = gateway(codec, addr, "").await;
+        // A limit as large as the declared length: the request goes upstream.
+        let config = common::config_for(addr, &format!("max_request_body = \"9223372036854775807\"\n{ACCESS_LOG}"));
+        let gw = common::spawn(codec, &config, true).await;
         let mut conn = TcpStream::connect(gw.proxy_addr).await.unwrap();
         conn.write_all(b"POST /big HTTP/1.1\r\nhost: app\r\nx-request-id: huge-short-1\r\ncontent-length: 9223372036854775807\r\n\r\nten bytes.")
             .await
@@ -452,7 +458,8 @@ both_codecs! {
     async fn an_upload_of_64_mib_streams_in_flat_memory(codec: Codec) {
         // The route timeout covers the upload too: long enough for 64 MiB on a busy machine.
         let up = palisade_testkit::UpstreamServer::start().await.unwrap();
-        let config = common::config_for(up.addr(), "").replace("timeout = \"1s\"", "timeout = \"60s\"");
+        let config = common::config_for(up.addr(), "max_request_body = \"1GiB\"")
+            .replace("timeout = \"1s\"", "timeout = \"60s\"");
         let gw = common::spawn(codec, &config, true).await;
         let conn = TcpStream::connect(gw.proxy_addr).await.unwrap();
         let (mut rx, mut tx) = conn.into_split();

@@ -137,7 +137,8 @@ both_codecs! {
     }
 
     async fn an_early_answer_reaches_a_client_still_sending_a_large_body(codec: Codec) {
-        let (_up, gw) = common::start(codec, "").await;
+        // Past the default 10 MiB limit on purpose: the upstream is the one that refuses.
+        let (_up, gw) = common::start(codec, "max_request_body = \"1GiB\"").await;
         let conn = TcpStream::connect(gw.proxy_addr).await.unwrap();
         let (mut rx, mut tx) = conn.into_split();
         let request = post("/upload?early=1&status=413", &body(64 << 20));
