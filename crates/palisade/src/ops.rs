@@ -81,6 +81,9 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
             "endpoints": state.proxy.endpoint_health().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             "routes": snapshot.router.routes().len(),
             "last_check_unix": v.last_check_unix,
+            // Not part of readiness: while Redis cannot answer, each policy's
+            // on_backend_error does, so taking the replica out of service would help no one.
+            "redis": state.proxy.retained().limiters.redis().map(|r| r.state()),
         },
     });
     (

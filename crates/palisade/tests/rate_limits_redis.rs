@@ -65,6 +65,11 @@ both_codecs! {
             }
         }
         assert_eq!(admitted, 3, "two replicas admitted what one would");
+        let (_, health) = palisade_testkit::client::get(&a.ops_url("/health"))
+            .await
+            .map(|r| (r.status, r.json().unwrap()))
+            .unwrap();
+        assert_eq!(health["components"]["redis"], "up", "{health}");
         let metrics = common::metrics_text(&a).await;
         assert!(!metrics.contains("palisade_ratelimit_backend_fallbacks_total{"), "{metrics}");
         assert!(metrics.contains("palisade_ratelimit_redis_seconds_count{policy=\"shared\"}"), "{metrics}");
@@ -92,6 +97,10 @@ both_codecs! {
             gw.wait_for_line(|l| l.contains("rate limit decided without redis"), Duration::from_secs(5))
                 .await
                 .unwrap();
+            // /health says why, and the replica stays ready: the fallback answers.
+            let health = palisade_testkit::client::get(&gw.ops_url("/health")).await.unwrap();
+            assert_eq!(health.status, 200);
+            assert_eq!(health.json().unwrap()["components"]["redis"], "breaker_open");
         }
     }
 }

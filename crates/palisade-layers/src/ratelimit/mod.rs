@@ -435,6 +435,11 @@ impl Registry {
         }
     }
 
+    /// The `[redis]` server, when one is configured.
+    pub fn redis(&self) -> Option<&Arc<RedisBackend>> {
+        self.redis.as_ref()
+    }
+
     /// The registry whose Redis-backed policies decide on `redis`.
     pub fn with_redis(mut self, redis: Option<Arc<RedisBackend>>) -> Self {
         self.redis = redis;

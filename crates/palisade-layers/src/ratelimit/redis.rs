@@ -83,6 +83,8 @@ pub struct RedisBackend {
 struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
+    /// Whether the last call answered; `None` before the first.
+    last_ok: Option<bool>,
 }
 
 impl RedisBackend {
@@ -159,8 +161,21 @@ impl RedisBackend {
         }
     }
 
+    /// The state `/health` shows: `up` (the last call answered), `failing`, `breaker_open`
+    /// (decisions skip Redis for now) or `unused` (no call yet).
+    pub fn state(&self) -> &'static str {
+        let breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        match (breaker.open_until, breaker.last_ok) {
+            (Some(until), _) if Instant::now() < until => "breaker_open",
+            (_, Some(true)) => "up",
+            (_, Some(false)) => "failing",
+            (_, None) => "unused",
+        }
+    }
+
     fn record(&self, ok: bool) {
         let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        breaker.last_ok = Some(ok);
         if ok {
             breaker.failures = 0;
             return;
