@@ -89,7 +89,7 @@ struct Breaker {
 
 impl RedisBackend {
     /// A backend that connects on first use and reconnects after failures; a Redis that is
-    /// down at start-up is a fallback, not a failed start.
+    /// down at start-up is a fallback, not a failed start. Call it within the tokio runtime.
     pub fn new(cfg: &RedisConfig) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(cfg.url.expose())?;
         let config = ConnectionManagerConfig::new()
@@ -108,12 +108,20 @@ impl RedisBackend {
     /// The Redis key of one bucket: the prefix, the policy and tier (config names), and a
     /// SHA-256 of the request's key, so no client text reaches Redis or another key.
     pub fn key(&self, policy: &str, tier: &str, key: &[u8]) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(key);
-        let mut hex = String::with_capacity(32);
+        let mut out = String::with_capacity(self.prefix.len() + policy.len() + tier.len() + 40);
+        out.push_str(&self.prefix);
+        out.push_str(":rl:");
+        out.push_str(policy);
+        out.push(':');
+        out.push_str(tier);
+        out.push(':');
         for byte in &digest[..16] {
-            hex.push_str(&format!("{byte:02x}"));
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
-        format!("{}:rl:{policy}:{tier}:{hex}", self.prefix)
+        out
     }
 
     /// Runs the GCRA script for one request on `key`.

@@ -370,3 +370,16 @@ async fn redis_and_local_give_the_same_answers_for_the_same_sequence() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_redis_key_holds_no_client_text() {
+    let cfg: palisade_config::RedisConfig =
+        toml::from_str("url = \"redis://127.0.0.1:6379\"\nprefix = \"shop\"").unwrap();
+    let backend = redis::RedisBackend::new(&cfg).expect("a redis URL");
+    let key = backend.key("per-user", "pro", b"header:alice}{*\r\nDEL x");
+    let (head, hash) = key.rsplit_once(':').unwrap();
+    assert_eq!(head, "shop:rl:per-user:pro");
+    assert_eq!(hash.len(), 32);
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(key, backend.key("per-user", "pro", b"header:bob"));
+}
