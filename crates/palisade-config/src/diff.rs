@@ -27,6 +27,8 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         direct_path,
         request_body_timeout,
         send_timeout,
+        max_connections,
+        max_connections_per_ip,
     } = &old.server;
     let server = &new.server;
     check("server.listen", *listen == server.listen);
@@ -53,6 +55,14 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         *request_body_timeout == server.request_body_timeout,
     );
     check("server.send_timeout", *send_timeout == server.send_timeout);
+    check(
+        "server.max_connections",
+        *max_connections == server.max_connections,
+    );
+    check(
+        "server.max_connections_per_ip",
+        *max_connections_per_ip == server.max_connections_per_ip,
+    );
 
     let OpsConfig {
         listen,

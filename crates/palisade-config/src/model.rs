@@ -89,6 +89,15 @@ pub struct ServerConfig {
     /// client that stops reading longer has its connection closed, freeing the upstream one.
     #[serde(default = "default_body_timeout")]
     pub send_timeout: Duration,
+    /// Most client connections open at once; past it new connections wait in the listen
+    /// backlog until one closes (NGINX's `worker_connections`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (the socket's, not a forwarded
+    /// one); past it a new connection is closed at once and counted. 0: no cap. Leave it at 0
+    /// when a load balancer's address is the only one Palisade sees.
+    #[serde(default)]
+    pub max_connections_per_ip: usize,
 }
 
 /// The ops listener.
@@ -405,6 +414,8 @@ impl Default for ServerConfig {
             direct_path: true,
             request_body_timeout: default_body_timeout(),
             send_timeout: default_body_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -498,6 +509,10 @@ fn default_pool_max_idle() -> usize {
 fn default_route_path() -> String {
     "/".to_owned()
 }
+fn default_max_connections() -> usize {
+    10_000
+}
+
 fn default_max_request_body() -> Option<ByteSize> {
     Some(ByteSize::bytes(10 * 1024 * 1024))
 }

@@ -53,7 +53,7 @@ fn unknown_field_lists_the_valid_ones() {
         errors(&text, &[]),
         [
             "palisade.toml:2: server: unknown field \"listn\"; valid fields: listen, \
-             worker_threads, trusted_proxies, header_read_timeout, keepalive_timeout, http2, direct_path, request_body_timeout, send_timeout"
+             worker_threads, trusted_proxies, header_read_timeout, keepalive_timeout, http2, direct_path, request_body_timeout, send_timeout, max_connections, max_connections_per_ip"
         ]
     );
 }
@@ -232,7 +232,7 @@ fn env_override_into_unknown_field_names_the_variable() {
         errors(MINIMAL, &[("PALISADE_SERVER__LISTN", "127.0.0.1:8081")]),
         [
             "env PALISADE_SERVER__LISTN: server: unknown field \"listn\"; valid fields: listen, \
-             worker_threads, trusted_proxies, header_read_timeout, keepalive_timeout, http2, direct_path, request_body_timeout, send_timeout"
+             worker_threads, trusted_proxies, header_read_timeout, keepalive_timeout, http2, direct_path, request_body_timeout, send_timeout, max_connections, max_connections_per_ip"
         ]
     );
     assert_eq!(

@@ -58,6 +58,12 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
             root.key("server").key("send_timeout"),
             &mut issues,
         );
+        if server.max_connections == 0 {
+            issues.push(Issue::new(
+                root.key("server").key("max_connections"),
+                "must be at least 1, e.g. 10000",
+            ));
+        }
     }
     if let Some(ops) = &draft.ops {
         check_positive(

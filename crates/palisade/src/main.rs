@@ -3,6 +3,7 @@
 //! `main` only parses the command line and hands over; each command lives in its own module.
 #![forbid(unsafe_code)]
 
+mod caps;
 mod cli;
 mod lifecycle;
 mod ops;

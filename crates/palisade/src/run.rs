@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::caps;
 use crate::cli::{self, ConfigArg};
 use crate::lifecycle::{Request, Signals};
 use crate::ops::{self, OpsState};
@@ -242,6 +243,11 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
         limits,
         cfg.server.direct_path,
         proxy.clone(),
+        caps::Caps::new(
+            cfg.server.max_connections,
+            cfg.server.max_connections_per_ip,
+            metrics.clone(),
+        ),
         stop_rx,
         grace,
     ));

@@ -28,6 +28,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::caps::Caps;
+
 /// The general codec's connection builders: `auto` picks HTTP/1.1 or h2c by a connection's
 /// first bytes; `h1` serves connections that may only speak HTTP/1 (h2c is off, or the
 /// connection already carried HTTP/1.1 requests on the fast codec).
@@ -102,12 +104,14 @@ where
 /// Accepts until `stop` turns true, then drops the listener (new connections are refused) and
 /// lets the connections already accepted finish their requests within `grace`. Returns how
 /// many connections were still open when the grace period ran out (0 for a clean stop).
+#[allow(clippy::too_many_arguments)]
 pub async fn accept_loop(
     listener: TcpListener,
     builders: Arc<Builders>,
     limits: Limits,
     direct_path: bool,
     proxy: Arc<Proxy>,
+    caps: Arc<Caps>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> usize {
@@ -115,24 +119,34 @@ pub async fn accept_loop(
     let shutdown = Arc::new(Shutdown::default());
     let connections = TaskTracker::new();
     loop {
+        // At the listener's cap, new connections wait in the backlog until one closes.
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = async {
+                let room = caps.room().await;
+                (listener.accept().await, room)
+            } => accepted,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let (stream, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(error) => {
+        let (stream, peer, room) = match accepted {
+            (Ok((stream, peer)), room) => (stream, peer, room),
+            (Err(error), _) => {
                 // Out of file descriptors or similar: back off instead of spinning.
                 tracing::warn!(%error, "accepting a connection failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        let Some(place) = caps.admit(peer.ip(), room) else {
+            tracing::debug!(%peer, "connection refused: too many open from this address");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (proxy, builders, shutdown) = (proxy.clone(), builders.clone(), shutdown.clone());
         let watcher = graceful.watcher();
         let on_panic = proxy.clone();
         connections.spawn(guarded(on_panic, peer, async move {
+            // Held for as long as the connection: its place under the caps.
+            let _place = place;
             let ended = if direct_path {
                 direct::serve(proxy.clone(), stream, peer, limits, shutdown.clone()).await
             } else {

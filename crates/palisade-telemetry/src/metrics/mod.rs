@@ -55,6 +55,11 @@ struct ReloadLabels {
 /// The label of `palisade_config_restart_required`: a config field path such as
 /// `server.listen` (bounded by the config's schema).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FieldLabels {
     field: String,
 }
@@ -79,6 +84,8 @@ pub struct Metrics {
     config_last_ok: Gauge,
     config_restart_required: Family<FieldLabels, Gauge>,
     connection_panics: Counter,
+    connections_refused: Family<ReasonLabels, Counter>,
+    connections_open: Gauge,
     audit_events: Counter,
     audit_dropped: Counter,
     ratelimit: ratelimit::RateLimitFamilies,
@@ -111,6 +118,8 @@ impl Metrics {
             config_last_ok: Gauge::default(),
             config_restart_required: Family::default(),
             connection_panics: Counter::default(),
+            connections_refused: Family::default(),
+            connections_open: Gauge::default(),
             audit_events: Counter::default(),
             audit_dropped: Counter::default(),
             ratelimit: Default::default(),
@@ -224,6 +233,16 @@ impl Metrics {
             self.connection_panics.clone(),
         );
         r.register(
+            CONNECTIONS_REFUSED,
+            "Client connections closed at once, by reason (per_ip: the address had max_connections_per_ip open)",
+            self.connections_refused.clone(),
+        );
+        r.register(
+            CONNECTIONS_OPEN,
+            "Client connections open on the proxy listener",
+            self.connections_open.clone(),
+        );
+        r.register(
             AUDIT_EVENTS,
             "Audit events accepted into the audit queue",
             self.audit_events.clone(),
@@ -265,6 +284,18 @@ impl Metrics {
         );
         #[cfg(target_os = "linux")]
         r.register_collector(Box::new(process::ProcessCollector));
+    }
+
+    /// Counts a client connection closed at once; `reason` says which cap it met.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Adds `delta` (1 or -1) to the open client connections.
+    pub fn connections_open(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
     }
 
     /// The handle a rate-limit policy records its decisions with.

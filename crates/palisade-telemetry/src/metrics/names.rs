@@ -92,3 +92,8 @@ pub const RATELIMIT_OVERFLOW: &str = "palisade_ratelimit_overflow";
 pub const RATELIMIT_BACKEND_FALLBACKS: &str = "palisade_ratelimit_backend_fallbacks";
 /// Histogram `palisade_ratelimit_redis_seconds{policy}`: time one Redis decision took.
 pub const RATELIMIT_REDIS_SECONDS: &str = "palisade_ratelimit_redis_seconds";
+/// Counter `palisade_connections_refused_total{reason}`: client connections closed at once
+/// (`per_ip`: the address already had `server.max_connections_per_ip` open).
+pub const CONNECTIONS_REFUSED: &str = "palisade_connections_refused";
+/// Gauge `palisade_connections_open`: client connections open on the proxy listener.
+pub const CONNECTIONS_OPEN: &str = "palisade_connections_open";
