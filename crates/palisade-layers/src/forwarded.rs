@@ -1,4 +1,5 @@
-//! `X-Forwarded-For`, `-Proto` and `-Host`, and the client address derived from them.
+//! `X-Forwarded-For`, `-Proto` and `-Host`, `Forwarded` (RFC 7239), and the client address
+//! derived from them.
 //!
 //! Only a peer listed in `server.trusted_proxies` may vouch for the client: its incoming
 //! `X-Forwarded-*` headers are kept (the peer is appended to `X-Forwarded-For`). From any other
@@ -78,6 +79,46 @@ impl TrustedProxies {
     }
 }
 
+impl TrustedProxies {
+    /// The client address a trusted peer's `Forwarded` lines (RFC 7239) give, read when it
+    /// sent no `X-Forwarded-For`: the right-most `for=` address that is not a trusted proxy,
+    /// else the first one. Obfuscated identifiers and `unknown` are skipped; `None` when no
+    /// element names an address.
+    pub fn client_from_forwarded<'a>(
+        &self,
+        lines: impl Iterator<Item = &'a [u8]>,
+    ) -> Option<IpAddr> {
+        let chain: Vec<IpAddr> = lines
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(forwarded_for)
+            .collect();
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !self.contains(**ip))
+            .or(chain.first())
+            .copied()
+    }
+}
+
+/// The address of one `Forwarded` element's `for=` parameter: `for=192.0.2.60`,
+/// `for="192.0.2.60:8080"`, `for="[2001:db8::1]:4711"`.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    let value = element.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then_some(value.trim())
+    })?;
+    let value = value.trim_matches('"');
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    // An IPv4 address may carry a port; a bare IPv6 address is not valid here (RFC 7239 §6).
+    value.split(':').next()?.parse().ok()
+}
+
 /// What the gateway sends upstream about the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarding {
@@ -110,6 +151,38 @@ mod tests {
         assert_eq!(f.client.to_string(), "192.0.2.7");
         assert_eq!(f.extended_for, None, "the peer's address alone");
         assert!(!f.trusted && !f.keep_proto && !f.keep_host);
+    }
+
+    #[test]
+    fn a_trusted_peers_forwarded_header_names_the_client() {
+        let tp = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        let client = |lines: &[&str]| {
+            tp.client_from_forwarded(lines.iter().map(|l| l.as_bytes()))
+                .map(|ip| ip.to_string())
+        };
+        assert_eq!(
+            client(&["for=192.0.2.60;proto=https, for=10.1.1.1"]).as_deref(),
+            Some("192.0.2.60")
+        );
+        assert_eq!(
+            client(&["for=\"[2001:db8::1]:4711\""]).as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            client(&["For=\"198.51.100.7:8080\";by=10.0.0.1"]).as_deref(),
+            Some("198.51.100.7")
+        );
+        // Two lines are one list; the right-most untrusted hop wins.
+        assert_eq!(
+            client(&["for=203.0.113.1", "for=203.0.113.2, for=10.0.0.9"]).as_deref(),
+            Some("203.0.113.2")
+        );
+        assert_eq!(client(&["for=unknown", "for=_hidden"]), None);
+        assert_eq!(
+            client(&["for=10.0.0.3"]).as_deref(),
+            Some("10.0.0.3"),
+            "only trusted hops: the first"
+        );
     }
 
     #[test]

@@ -151,6 +151,24 @@ both_codecs! {
         assert_eq!(statuses, [200, 200, 429]);
     }
 
+    async fn a_trusted_proxy_may_name_the_client_in_forwarded(codec: Codec) {
+        let server = "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+        let (_up, gw) = limited(codec, "[rate_limits.per-ip]\nlimit = 1\nper = \"1m\"\n", &["per-ip"], server).await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        let mut statuses = Vec::new();
+        for client in ["\"198.51.100.1:4711\"", "\"[2001:db8::7]\"", "198.51.100.1"] {
+            wire.send(&get("/x", &format!("forwarded: for={client};proto=https\r\n"))).await;
+            let reply = wire.response(false).await;
+            statuses.push(reply.status);
+            if reply.status == 200 {
+                // The upstream hears of the same client.
+                let real_ip = reply.json()["headers"]["x-real-ip"].as_str().map(str::to_owned);
+                assert!(real_ip.is_some_and(|ip| client.contains(&ip)), "{client}");
+            }
+        }
+        assert_eq!(statuses, [200, 200, 429]);
+    }
+
     async fn the_strictest_of_several_policies_answers(codec: Codec) {
         let policies = "[rate_limits.per-ip]\nlimit = 100\nper = \"1m\"\n\n\
             [rate_limits.per-user]\nkey = \"header:x-user\"\nlimit = 1\nper = \"1h\"\n\

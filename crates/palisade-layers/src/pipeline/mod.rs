@@ -182,18 +182,28 @@ pub fn admit<'a>(
     if codec == Codec::Fast && route.is_some_and(|r| r.upstream.is_http2()) {
         return Admission::General;
     }
-    let forwarding = snap.trusted.decide(
+    let forwarded = |kind| {
+        head.lines
+            .iter()
+            .filter(move |l| l.kind == kind)
+            .filter(|l| !facts.connection_names(head.lines, l.name))
+            .map(|l| l.value)
+    };
+    let mut forwarding = snap.trusted.decide(
         peer.ip,
-        || {
-            head.lines
-                .iter()
-                .filter(|l| l.kind == Kind::ForwardedFor)
-                .filter(|l| !facts.connection_names(head.lines, l.name))
-                .map(|l| l.value)
-        },
+        || forwarded(Kind::ForwardedFor),
         facts.has_forwarded_proto,
         facts.has_forwarded_host,
     );
+    // A trusted peer that speaks RFC 7239 only names the client in `Forwarded`.
+    if forwarding.trusted
+        && forwarding.extended_for.is_none()
+        && let Some(client) = snap
+            .trusted
+            .client_from_forwarded(forwarded(Kind::Forwarded))
+    {
+        forwarding.client = client;
+    }
     let ctx = RequestCtx::new(
         head.method,
         path,
