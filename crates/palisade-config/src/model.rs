@@ -261,6 +261,13 @@ pub struct RouteConfig {
     /// requests without a body are not checked. Absent or empty: any type.
     #[serde(default)]
     pub content_types: Vec<String>,
+    /// A JSON Schema file (draft 2020-12 unless the schema says otherwise; no references
+    /// fetched from the network) that JSON request bodies must satisfy, e.g.
+    /// "schemas/order.json", relative to the working directory. A body that fails it gets 422
+    /// naming the JSON pointer of the failing value; one that is not JSON gets 400. Bodies are
+    /// buffered on such routes only, up to `max_request_body`. Absent: no check.
+    #[serde(default)]
+    pub json_schema: Option<String>,
     /// Add `X-Content-Type-Options: nosniff` and `Referrer-Policy:
     /// strict-origin-when-cross-origin` to responses that lack them. The upstream's own values
     /// win. `Server` and `X-Powered-By` are removed from every response either way.

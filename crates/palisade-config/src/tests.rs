@@ -509,6 +509,26 @@ frame_options = "ALLOW-FROM https://x"
 }
 
 #[test]
+fn a_json_schema_file_must_exist_and_be_a_schema() {
+    let dir = std::env::temp_dir();
+    let not_schema = dir.join(format!("palisade-not-schema-{}.json", std::process::id()));
+    std::fs::write(&not_schema, r#"{"type": 7}"#).unwrap();
+    let text = format!(
+        "[upstreams.app]\nendpoints = [\"127.0.0.1:3000\"]\n\n[[routes]]\nname = \"a\"\nupstream = \"app\"\njson_schema = \"/nonexistent/order.json\"\n\n[[routes]]\nname = \"b\"\nupstream = \"app\"\njson_schema = {:?}\n",
+        not_schema.display().to_string()
+    );
+    let found = errors(&text, &[]);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("palisade.toml:7: routes[0].json_schema: cannot read the JSON Schema file \"/nonexistent/order.json\""), "{}", found[0]);
+    assert!(
+        found[1].contains("routes[1].json_schema: the JSON Schema file")
+            && found[1].contains("is not a valid schema"),
+        "{}",
+        found[1]
+    );
+}
+
+#[test]
 fn json_schema_is_json_with_descriptions() {
     let schema: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
     assert!(schema.is_object());

@@ -419,6 +419,11 @@ fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
         }
         check_route_match(route, &path, issues);
         check_positive(route.timeout, path.key("timeout"), issues);
+        if let Some(schema) = &route.json_schema
+            && let Err(problem) = load_schema(schema)
+        {
+            issues.push(Issue::new(path.key("json_schema"), problem));
+        }
         if let Some(hsts) = &route.hsts {
             let max_age = hsts
                 .split(';')
@@ -563,6 +568,16 @@ fn valid_header_value(value: &str) -> bool {
     value
         .bytes()
         .all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+/// Reads and compiles a route's JSON Schema file, as the proxy will when it builds the route.
+pub fn load_schema(path: &str) -> Result<jsonschema::Validator, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the JSON Schema file {path:?}: {e}"))?;
+    let schema: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("the JSON Schema file {path:?} is not JSON: {e}"))?;
+    jsonschema::validator_for(&schema)
+        .map_err(|e| format!("the JSON Schema file {path:?} is not a valid schema: {e}"))
 }
 
 #[cfg(test)]

@@ -34,6 +34,9 @@ pub enum ProxyError {
     /// The request body's media type is not one the route accepts.
     #[error("the request body's media type is not accepted here")]
     UnsupportedMediaType,
+    /// The request body is JSON that fails the route's schema.
+    #[error("the request body does not match the schema; see pointer")]
+    UnprocessableEntity,
     /// A rate-limit policy of the route is exhausted for this client.
     #[error("too many requests; retry after the time Retry-After gives")]
     RateLimited,
@@ -50,6 +53,7 @@ impl ProxyError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -65,6 +69,7 @@ impl ProxyError {
             Self::PayloadTooLarge => "payload-too-large",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::UnprocessableEntity => "invalid-body",
             Self::RateLimited => "rate-limited",
         }
     }
@@ -79,6 +84,7 @@ impl ProxyError {
             Self::PayloadTooLarge => "Payload Too Large",
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::UnsupportedMediaType => "Unsupported Media Type",
+            Self::UnprocessableEntity => "Unprocessable Content",
             Self::RateLimited => "Too Many Requests",
         }
     }
@@ -88,12 +94,15 @@ impl ProxyError {
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Builds the problem body. `request_id` is already validated (visible ASCII without quotes or
-/// backslashes), so it can be embedded without escaping; so is `policy`, a config name
-/// ([a-z0-9_-]), added as the `policy` member of a 429.
-pub fn problem_body(error: ProxyError, request_id: &str, policy: Option<&str>) -> Bytes {
+/// backslashes), so it can be embedded without escaping. `member` is one more member, e.g.
+/// the `policy` of a 429 or the `pointer` of a 422; its value is escaped.
+pub fn problem_body(error: ProxyError, request_id: &str, member: Option<(&str, &str)>) -> Bytes {
     let status = error.status().as_u16();
-    let policy = policy
-        .map(|p| format!(",\"policy\":\"{p}\""))
+    let policy = member
+        .map(|(name, value)| {
+            let value = serde_json::Value::from(value);
+            format!(",\"{name}\":{value}")
+        })
         .unwrap_or_default();
     Bytes::from(format!(
         "{{\"type\":\"https://palisade.dev/problems/{}\",\"title\":\"{}\",\"status\":{status},\"detail\":\"{error}\",\"request_id\":\"{request_id}\"{policy}}}",
@@ -122,7 +131,11 @@ mod tests {
 
     #[test]
     fn a_429_names_the_policy() {
-        let body = problem_body(ProxyError::RateLimited, "abc-123", Some("per-ip"));
+        let body = problem_body(
+            ProxyError::RateLimited,
+            "abc-123",
+            Some(("policy", "per-ip")),
+        );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             (v["status"].as_u64(), v["policy"].as_str()),

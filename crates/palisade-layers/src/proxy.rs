@@ -24,6 +24,15 @@ use crate::ratelimit;
 use crate::routing::{Route, Router};
 use crate::upstream::{EndpointRegistry, Upstream, UpstreamBuildError};
 
+/// Why a validated config could not be built into a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamBuildError),
+    #[error("route {route:?}: {problem}")]
+    Schema { route: String, problem: String },
+}
+
 /// What outlives a config reload: endpoints with their pools and backoff state, rate-limit
 /// policies with their counters, and the audit sink refusals are reported to.
 pub struct Retained {
@@ -71,7 +80,7 @@ impl Snapshot {
         loaded: &LoadedConfig,
         metrics: &Metrics,
         retained: &Retained,
-    ) -> Result<Self, UpstreamBuildError> {
+    ) -> Result<Self, BuildError> {
         let cfg = &loaded.config;
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for (name, up) in &cfg.upstreams {
@@ -87,20 +96,29 @@ impl Snapshot {
         let policies = retained
             .limiters
             .build(&cfg.rate_limits, metrics, &retained.audit);
-        let routes = cfg
-            .routes
-            .iter()
-            .filter_map(|r| {
-                let up = upstreams.iter().find(|u| u.name == r.upstream)?;
-                let limits = r
-                    .rate_limits
-                    .iter()
-                    .filter_map(|name| policies.get(name).cloned())
-                    .collect();
-                let route = Route::new(r, up.clone(), metrics.route(&r.name), limits);
-                Some(Arc::new(route))
-            })
-            .collect();
+        let mut routes = Vec::with_capacity(cfg.routes.len());
+        for r in &cfg.routes {
+            let Some(up) = upstreams.iter().find(|u| u.name == r.upstream) else {
+                continue;
+            };
+            let limits = r
+                .rate_limits
+                .iter()
+                .filter_map(|name| policies.get(name).cloned())
+                .collect();
+            // Read again: the file may have changed since the config was validated.
+            let schema = match &r.json_schema {
+                Some(path) => Some(Arc::new(palisade_config::load_schema(path).map_err(
+                    |problem| BuildError::Schema {
+                        route: r.name.clone(),
+                        problem,
+                    },
+                )?)),
+                None => None,
+            };
+            let route = Route::new(r, up.clone(), metrics.route(&r.name), limits, schema);
+            routes.push(Arc::new(route));
+        }
         Ok(Self {
             router: Router::new(routes),
             upstreams,

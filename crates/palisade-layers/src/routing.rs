@@ -43,6 +43,8 @@ pub struct Route {
     pub remote_limits: bool,
     /// The security headers added to responses that lack them.
     pub security: Vec<(SecurityHeader, HeaderValue)>,
+    /// `json_schema`: request bodies are buffered and must satisfy it (422).
+    pub schema: Option<Arc<jsonschema::Validator>>,
     pub metrics: RouteMetrics,
 }
 
@@ -59,6 +61,7 @@ impl Route {
         upstream: Arc<Upstream>,
         metrics: RouteMetrics,
         limits: Vec<Arc<Policy>>,
+        schema: Option<Arc<jsonschema::Validator>>,
     ) -> Self {
         let host = cfg.host.as_deref().map(|h| match h.strip_prefix('*') {
             Some(suffix) => HostMatch::Suffix(suffix.to_ascii_lowercase()),
@@ -88,6 +91,7 @@ impl Route {
                 .collect(),
             remote_limits: limits.iter().any(|p| p.is_remote()),
             security: security_headers(cfg),
+            schema,
             limits,
             metrics,
         }
@@ -219,7 +223,13 @@ mod tests {
         let cfg: RouteConfig = toml::from_str(toml_route).unwrap();
         let metrics = Metrics::new("test");
         let up = Arc::new(Upstream::for_tests("app"));
-        Arc::new(Route::new(&cfg, up, metrics.route(&cfg.name), Vec::new()))
+        Arc::new(Route::new(
+            &cfg,
+            up,
+            metrics.route(&cfg.name),
+            Vec::new(),
+            None,
+        ))
     }
 
     #[test]

@@ -126,3 +126,77 @@ mod responses {
         }
     }
 }
+
+mod schemas {
+    use super::*;
+
+    const ORDER: &str = r#"{
+        "type": "object",
+        "required": ["sku", "quantity"],
+        "properties": {
+            "sku": {"type": "string"},
+            "quantity": {"type": "integer", "minimum": 1},
+            "items": {"type": "array", "items": {"type": "object", "properties": {"price": {"type": "number"}}}}
+        }
+    }"#;
+
+    async fn gateway(codec: Codec) -> (UpstreamServer, Gateway) {
+        let up = UpstreamServer::start().await.unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "palisade-order-{}-{nanos}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, ORDER).unwrap();
+        let config = common::config_for(
+            up.addr(),
+            &format!("json_schema = {:?}", path.display().to_string()),
+        );
+        let gw = common::spawn(codec, &config, true).await;
+        (up, gw)
+    }
+
+    both_codecs! {
+        async fn a_json_body_must_satisfy_the_routes_schema(codec: Codec) {
+            let (up, gw) = gateway(codec).await;
+            let mut answers = Vec::new();
+            for body in [
+                r#"{"sku": "a-1", "quantity": 2}"#,
+                r#"{"sku": "a-1", "quantity": 0}"#,
+                r#"{"sku": "a-1", "quantity": 1, "items": [{"price": 1}, {"price": "free"}]}"#,
+                r#"{"quantity": 1}"#,
+                r#"{"sku": "a-1", "quantity": "#,
+            ] {
+                let mut wire = Wire::connect(&gw.url("/")).await;
+                wire.send(&request("POST", "/orders", Some("application/json"), body)).await;
+                let reply = wire.response(false).await;
+                let pointer = (reply.status == 422).then(|| reply.json()["pointer"].as_str().map(str::to_owned)).flatten();
+                if reply.status == 200 {
+                    // The body reaches the upstream as it came.
+                    assert_eq!(reply.json()["body_bytes"], body.len(), "{body}");
+                }
+                answers.push((reply.status, pointer));
+            }
+            assert_eq!(
+                answers,
+                [
+                    (200, None),
+                    (422, Some("/quantity".to_owned())),
+                    (422, Some("/items/1/price".to_owned())),
+                    (422, Some(String::new())),
+                    (400, None),
+                ]
+            );
+            // Requests without a body are not checked.
+            let mut wire = Wire::connect(&gw.url("/")).await;
+            wire.send(&request("GET", "/orders", None, "")).await;
+            assert_eq!(wire.response(false).await.status, 200);
+            assert_eq!(up.requests_seen(), 2, "refused bodies never reach the upstream");
+            let metrics = common::metrics_text(&gw).await;
+            assert!(metrics.contains(r#"palisade_http_rejections_total{route="api",reason="invalid-body"} 3"#), "{metrics}");
+        }
+    }
+}

@@ -61,6 +61,8 @@ pub struct RequestCtx {
     pub limits: Option<Box<ratelimit::Verdict>>,
     /// The `Allow` of a 405: the methods the routes on the request's path take.
     pub allow: Option<String>,
+    /// The JSON pointer of the value a body failed its schema at, for a 422.
+    pub pointer: Option<String>,
 }
 
 impl RequestCtx {
@@ -103,6 +105,7 @@ impl RequestCtx {
             traceparent: trace.header_bytes(),
             limits: None,
             allow: None,
+            pointer: None,
         }
     }
 }
@@ -179,7 +182,13 @@ pub fn admit<'a>(
         Err(bad) => return refuse(head, peer, snap, metrics, bad.into()),
     };
     let route = snap.router.find(facts.host, &normalized, head.method);
-    if codec == Codec::Fast && route.is_some_and(|r| r.upstream.is_http2()) {
+    // h2c upstreams, and bodies checked against a JSON Schema (buffered whole first), are
+    // the general codec's.
+    if codec == Codec::Fast
+        && route.is_some_and(|r| {
+            r.upstream.is_http2() || (r.schema.is_some() && !facts.body.is_empty())
+        })
+    {
         return Admission::General;
     }
     let forwarded = |kind| {

@@ -43,7 +43,11 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
     let body = problem_body(
         rejection.error,
         record.request_id.to_str().unwrap_or_default(),
-        refused.map(|(policy, _)| &**policy),
+        match (refused, &ctx.pointer) {
+            (Some((policy, _)), _) => Some(("policy", &**policy)),
+            (None, Some(pointer)) => Some(("pointer", pointer.as_str())),
+            (None, None) => None,
+        },
     );
     sink.status(status);
     sink.header(b"content-type", PROBLEM_JSON.as_bytes());

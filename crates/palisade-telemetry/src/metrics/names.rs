@@ -14,7 +14,7 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "palisade_http_request_duration_
 /// Counter `palisade_http_rejections_total{route,reason}`: requests Palisade answered itself
 /// instead of the upstream; `reason` is the problem type's slug (`bad-request`, `no-route`,
 /// `method-not-allowed`, `request-timeout`, `payload-too-large`, `unsupported-media-type`,
-/// `rate-limited`, `upstream-unavailable`, `upstream-timeout`).
+/// `invalid-body`, `rate-limited`, `upstream-unavailable`, `upstream-timeout`).
 pub const HTTP_REJECTIONS: &str = "palisade_http_rejections";
 /// Gauge `palisade_http_requests_in_flight`: requests being handled right now.
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "palisade_http_requests_in_flight";

@@ -49,6 +49,9 @@ pin_project! {
         sent: Arc<AtomicBool>,
         // The route's timeout, moved on by every body frame.
         deadline: Option<Arc<RouteDeadline>>,
+        // A body read whole before it goes upstream (a route with a JSON Schema), sent as one
+        // frame when `inner` is `None`.
+        buffered: Option<Bytes>,
     }
 }
 
@@ -68,6 +71,7 @@ impl RequestBody {
             stall: None,
             sent,
             deadline,
+            buffered: None,
         }
     }
 
@@ -81,6 +85,15 @@ impl RequestBody {
             stall: None,
             sent: Arc::new(AtomicBool::new(true)),
             deadline: None,
+            buffered: None,
+        }
+    }
+
+    /// A body already read whole from the client.
+    pub fn buffered(body: Bytes) -> Self {
+        Self {
+            buffered: Some(body),
+            ..Self::empty()
         }
     }
 
@@ -101,7 +114,7 @@ impl Body for RequestBody {
         let this = self.project();
         let polled = match this.inner.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
+            None => return Poll::Ready(this.buffered.take().map(|b| Ok(Frame::data(b)))),
         };
         // While hyper's client waits for the client's bytes (not for the upstream, which stops
         // the polling while it takes none), the route's timeout stands still.
@@ -151,13 +164,17 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        match &self.inner {
+            Some(inner) => inner.is_end_stream(),
+            None => self.buffered.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => SizeHint::with_exact(self.buffered.as_ref().map_or(0, |b| b.len() as u64)),
+        }
     }
 }
 

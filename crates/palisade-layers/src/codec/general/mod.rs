@@ -142,6 +142,24 @@ pub async fn handle(
         snap.request_body_timeout,
         Some(deadline.clone()),
     );
+    // A body checked against the route's JSON Schema is read whole first (within the route's
+    // limit and the body timeout), then sent as it came.
+    let body = match (&route.schema, http_body::Body::is_end_stream(&body)) {
+        (Some(schema), false) => match checked(body, schema).await {
+            Ok(bytes) => RequestBody::buffered(bytes),
+            Err(Checked::Refused(error, pointer)) => {
+                let mut ctx = ctx;
+                ctx.pointer = pointer;
+                let close = close || error != ProxyError::UnprocessableEntity;
+                return reject(ctx, Rejection { error, close }, version);
+            }
+            Err(Checked::ClientLeft) => {
+                ctx.record.client_closed(0);
+                return plain(StatusCode::BAD_REQUEST);
+            }
+        },
+        _ => body,
+    };
     let request_sent = body.sent_flag();
     let mut outbound = Request::new(body);
     *outbound.method_mut() = method;
@@ -359,6 +377,44 @@ fn bad_request() -> Rejection {
         error: ProxyError::BadRequest,
         close: true,
     }
+}
+
+/// Why a body checked against a schema does not go upstream.
+enum Checked {
+    /// The answer, and for a 422 the JSON pointer of the failing value.
+    Refused(ProxyError, Option<String>),
+    ClientLeft,
+}
+
+/// Reads a body whole and checks it against `schema`.
+async fn checked(
+    body: RequestBody,
+    schema: &jsonschema::Validator,
+) -> Result<bytes::Bytes, Checked> {
+    use http_body_util::BodyExt;
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(RequestBodyError::TooLarge { .. }) => {
+            return Err(Checked::Refused(ProxyError::PayloadTooLarge, None));
+        }
+        Err(RequestBodyError::Idle(_)) => {
+            return Err(Checked::Refused(ProxyError::RequestTimeout, None));
+        }
+        Err(RequestBodyError::Read(e)) if client_left(&e) => return Err(Checked::ClientLeft),
+        Err(RequestBodyError::Read(_)) => {
+            return Err(Checked::Refused(ProxyError::BadRequest, None));
+        }
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| Checked::Refused(ProxyError::BadRequest, None))?;
+    if let Some(failure) = schema.iter_errors(&value).next() {
+        let pointer = failure.instance_path.to_string();
+        return Err(Checked::Refused(
+            ProxyError::UnprocessableEntity,
+            Some(pointer),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The body ended early because the client closed its connection, not because it was
