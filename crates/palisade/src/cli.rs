@@ -31,6 +31,65 @@ pub enum Command {
     /// Rate-limit tools.
     #[command(subcommand)]
     Ratelimit(RatelimitCommand),
+    /// JSON Schema tools.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SchemaCommand {
+    /// Check a JSON document against a schema as a route's `json_schema` would: exit 0 when it
+    /// is valid; else print the JSON pointer and reason of each failure and exit 1 (2 when a
+    /// file cannot be read or the schema is invalid).
+    Check(SchemaCheckArgs),
+}
+
+#[derive(Args)]
+pub struct SchemaCheckArgs {
+    /// The JSON Schema file.
+    #[arg(long)]
+    pub schema: PathBuf,
+    /// The JSON document to check.
+    #[arg(long)]
+    pub instance: PathBuf,
+}
+
+/// Runs `palisade schema check`.
+pub fn schema_check(args: &SchemaCheckArgs) -> ExitCode {
+    let schema = args.schema.display().to_string();
+    let validator = match palisade_config::load_schema(&schema) {
+        Ok(validator) => validator,
+        Err(problem) => {
+            eprintln!("palisade schema check: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    let instance = args.instance.display().to_string();
+    let value: serde_json::Value = match std::fs::read_to_string(&args.instance)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+    {
+        Ok(value) => value,
+        Err(problem) => {
+            eprintln!("palisade schema check: {instance}: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    for failure in validator.iter_errors(&value) {
+        failed = true;
+        let pointer = failure.instance_path.to_string();
+        println!(
+            "{}: {failure}",
+            if pointer.is_empty() { "/" } else { &pointer }
+        );
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        println!("{instance}: valid");
+        ExitCode::SUCCESS
+    }
 }
 
 #[derive(Args)]

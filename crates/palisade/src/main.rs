@@ -27,5 +27,6 @@ fn main() -> ExitCode {
         cli::Command::Validate(args) => cli::validate(&args),
         cli::Command::Config(cmd) => cli::config(cmd),
         cli::Command::Ratelimit(cli::RatelimitCommand::Simulate(args)) => simulate::simulate(&args),
+        cli::Command::Schema(cli::SchemaCommand::Check(args)) => cli::schema_check(&args),
     }
 }

@@ -312,3 +312,42 @@ fn run_without_a_config_serves_the_example_on_loopback_and_warns() {
         "{warning}"
     );
 }
+
+#[test]
+fn schema_check_names_each_failing_pointer() {
+    let dir = std::env::temp_dir().join(format!("palisade-schema-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = dir.join("order.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","required":["sku"],"properties":{"quantity":{"type":"integer","minimum":1}}}"#,
+    )
+    .unwrap();
+    let check = |instance: &str| {
+        let path = dir.join("instance.json");
+        std::fs::write(&path, instance).unwrap();
+        let out = Command::new(common::bin())
+            .args(["schema", "check", "--schema"])
+            .arg(&schema)
+            .arg("--instance")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, _) = check(r#"{"sku":"a","quantity":2}"#);
+    assert_eq!(code, Some(0));
+    let (code, out) = check(r#"{"quantity":0}"#);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("/quantity: ")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("/: ") && l.contains("sku")),
+        "{out}"
+    );
+    let (code, _) = check("{not json");
+    assert_eq!(code, Some(2));
+}
