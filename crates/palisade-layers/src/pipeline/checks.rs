@@ -40,11 +40,7 @@ pub fn run(checks: &[HeadCheck], facts: &Facts<'_>, head: &RequestHead<'_>) -> O
 /// The media type of the first `Content-Type` line, without parameters (`application/json`
 /// of `application/json; charset=utf-8`).
 fn content_type<'a>(head: &RequestHead<'a>) -> Option<&'a str> {
-    let line = head
-        .lines
-        .iter()
-        .find(|l| l.name.eq_ignore_ascii_case(b"content-type"))?;
-    let value = std::str::from_utf8(line.value).ok()?;
+    let value = std::str::from_utf8(head.value("content-type")?).ok()?;
     let media = value.split(';').next()?.trim();
     (!media.is_empty()).then_some(media)
 }

@@ -139,6 +139,16 @@ pub struct RequestHead<'a> {
     pub lines: &'a [Line<'a>],
 }
 
+impl<'a> RequestHead<'a> {
+    /// The first value of header `name`, in any case.
+    pub fn value(&self, name: &str) -> Option<&'a [u8]> {
+        self.lines
+            .iter()
+            .find(|l| l.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|l| l.value)
+    }
+}
+
 /// How the request declares its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {

@@ -115,6 +115,14 @@ impl RequestCtx {
     pub fn declared_body(&self) -> u64 {
         self.record.bytes_in.unwrap_or(0)
     }
+
+    /// The request's ids, for the log line and audit event of a rate-limit refusal.
+    fn requester(&self) -> ratelimit::Requester<'_> {
+        ratelimit::Requester {
+            request_id: self.record.request_id.to_str().unwrap_or_default(),
+            trace_id: self.record.trace.trace_id(),
+        }
+    }
 }
 
 /// A request that goes upstream, with every decision the forwarding needs.
@@ -247,7 +255,7 @@ pub fn admit<'a>(
     let mut ctx = ctx;
     let mut pending_limits = None;
     if route.remote_limits {
-        let header = |name: &str| header_value(head, name);
+        let header = |name: &str| head.value(name);
         let input = ratelimit::KeyInput {
             client_ip: forwarding.client,
             route: &route.name,
@@ -290,27 +298,13 @@ pub async fn await_limits(
     ctx: &mut RequestCtx,
     close: bool,
 ) -> Option<Rejection> {
-    let verdict = {
-        let who = ratelimit::Requester {
-            request_id: ctx.record.request_id.to_str().unwrap_or_default(),
-            trace_id: ctx.record.trace.trace_id(),
-        };
-        pending.run(&who).await
-    };
+    let verdict = { pending.run(&ctx.requester()).await };
     let refused = verdict.refused.is_some();
     ctx.limits = Some(Box::new(verdict));
     refused.then_some(Rejection {
         error: ProxyError::RateLimited,
         close,
     })
-}
-
-/// The first value of a request header, by name in any case.
-fn header_value<'a>(head: &RequestHead<'a>, name: &str) -> Option<&'a [u8]> {
-    head.lines
-        .iter()
-        .find(|l| l.name.eq_ignore_ascii_case(name.as_bytes()))
-        .map(|l| l.value)
 }
 
 /// Counts the request against every rate-limit policy of its route.
@@ -320,17 +314,13 @@ fn limit(
     client_ip: IpAddr,
     ctx: &RequestCtx,
 ) -> ratelimit::Verdict {
-    let header = |name: &str| header_value(head, name);
+    let header = |name: &str| head.value(name);
     let input = ratelimit::KeyInput {
         client_ip,
         route: &route.name,
         header: &header,
     };
-    let who = ratelimit::Requester {
-        request_id: ctx.record.request_id.to_str().unwrap_or_default(),
-        trace_id: ctx.record.trace.trace_id(),
-    };
-    ratelimit::check(&route.limits, &input, &who)
+    ratelimit::check(&route.limits, &input, &ctx.requester())
 }
 
 /// The fast codec serves no body, or one framed by `Content-Length` without `Expect`.

@@ -246,7 +246,7 @@ impl Policy {
 
     /// Counts one request and answers whether it may pass.
     pub fn check(&self, input: &KeyInput<'_>) -> Decision {
-        self.decide(input).1
+        self.decide(input).2
     }
 
     /// Counts one request whose key is `key` itself, on the policy's own quota (its tiers
@@ -256,10 +256,11 @@ impl Policy {
         self.count(&self.default, self.hasher.hash_one(("key", key)))
     }
 
-    /// Counts one request: the quota it was counted on, and the answer.
-    fn decide(&self, input: &KeyInput<'_>) -> (&Bucket, Decision) {
+    /// Counts one request: the quota it was counted on, its key's hash, and the answer.
+    fn decide(&self, input: &KeyInput<'_>) -> (&Bucket, u64, Decision) {
         let bucket = self.bucket(input);
-        (bucket, self.count(bucket, self.key_hash(input)))
+        let key = self.key_hash(input);
+        (bucket, key, self.count(bucket, key))
     }
 
     fn count(&self, bucket: &Bucket, key: u64) -> Decision {
@@ -295,15 +296,13 @@ impl Policy {
         let answer = redis
             .decide(&remote_key, bucket.emission, bucket.burst)
             .await;
-        match answer {
+        let decision = match answer {
             Ok(answer) => {
                 self.metrics.redis_latency(started.elapsed().as_secs_f64());
-                let decision = match answer {
+                match answer {
                     Answer::Allowed { ahead } => Decision::allowed(bucket, ahead),
                     Answer::Refused { wait } => Decision::refused(bucket, wait),
-                };
-                self.counted(&decision);
-                decision
+                }
             }
             Err(failure) => {
                 self.metrics.fallback(failure.reason());
@@ -314,20 +313,15 @@ impl Policy {
                     "rate limit decided without redis"
                 );
                 match self.config.on_backend_error {
-                    OnBackendError::Local => self.count(bucket, local_key),
-                    OnBackendError::Allow => {
-                        let decision = Decision::admitted(bucket, bucket.burst);
-                        self.counted(&decision);
-                        decision
-                    }
-                    OnBackendError::Deny => {
-                        let decision = Decision::refused(bucket, Duration::from_secs(1));
-                        self.counted(&decision);
-                        decision
-                    }
+                    // Counted by the local bucket itself.
+                    OnBackendError::Local => return self.count(bucket, local_key),
+                    OnBackendError::Allow => Decision::admitted(bucket, bucket.burst),
+                    OnBackendError::Deny => Decision::refused(bucket, Duration::from_secs(1)),
                 }
             }
-        }
+        };
+        self.counted(&decision);
+        decision
     }
 
     /// Whether this policy only counts and logs (shadow mode).
@@ -514,9 +508,7 @@ pub struct Requester<'a> {
 pub fn check(policies: &[Arc<Policy>], input: &KeyInput<'_>, who: &Requester<'_>) -> Verdict {
     let mut verdict = Verdict::for_policies(policies.len());
     for policy in policies {
-        let bucket = policy.bucket(input);
-        let key = policy.key_hash(input);
-        let decision = policy.count(bucket, key);
+        let (bucket, key, decision) = policy.decide(input);
         let counted = Counted {
             client_ip: input.client_ip,
             route: input.route,

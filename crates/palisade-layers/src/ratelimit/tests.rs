@@ -46,16 +46,27 @@ impl Fixture {
     }
 }
 
-fn from(ip: &str) -> impl Fn(&Policy) -> Decision {
-    let ip: IpAddr = ip.parse().unwrap();
-    move |policy: &Policy| {
-        let no_headers = |_: &str| None;
-        policy.check(&KeyInput {
-            client_ip: ip,
-            route: "api",
-            header: &no_headers,
-        })
+fn no_headers(_: &str) -> Option<&'static [u8]> {
+    None
+}
+
+/// A request from `ip` without headers, on route "api".
+fn anonymous(ip: &str) -> KeyInput<'static> {
+    KeyInput {
+        client_ip: ip.parse().unwrap(),
+        route: "api",
+        header: &no_headers,
     }
+}
+
+const WHO: Requester<'static> = Requester {
+    request_id: "r1",
+    trace_id: "t1",
+};
+
+fn from(ip: &str) -> impl Fn(&Policy) -> Decision {
+    let input = anonymous(ip);
+    move |policy: &Policy| policy.check(&input)
 }
 
 #[test]
@@ -161,24 +172,15 @@ fn the_strictest_policy_answers_and_both_fields_list_every_policy() {
         ("read", "limit = 1\nper = \"1m\""),
     ]);
     let policies = [built["per-ip"].clone(), built["read"].clone()];
-    let no_headers = |_: &str| None;
-    let input = KeyInput {
-        client_ip: "192.0.2.1".parse().unwrap(),
-        route: "api",
-        header: &no_headers,
-    };
-    let who = Requester {
-        request_id: "r1",
-        trace_id: "t1",
-    };
-    let first = super::check(&policies, &input, &who);
+    let input = anonymous("192.0.2.1");
+    let first = super::check(&policies, &input, &WHO);
     assert_eq!(
         first.policy_field,
         "\"per-ip\";q=100;w=60, \"read\";q=1;w=60"
     );
     assert_eq!(first.limit_field, "\"per-ip\";r=99;t=1, \"read\";r=0;t=60");
     assert_eq!(first.refused, None);
-    let second = super::check(&policies, &input, &who);
+    let second = super::check(&policies, &input, &WHO);
     assert_eq!(second.refused, Some((Arc::from("read"), 60)));
     // A refused request takes no cell: the wait is what it was.
     assert_eq!(second.limit_field, "\"per-ip\";r=98;t=2, \"read\";r=0;t=60");
@@ -189,18 +191,9 @@ fn shadow_mode_counts_but_refuses_nothing() {
     let f = Fixture::new();
     let built = f.build(&[("p", "limit = 1\nper = \"1m\"\nshadow = true")]);
     let policies = [built["p"].clone()];
-    let no_headers = |_: &str| None;
-    let input = KeyInput {
-        client_ip: "192.0.2.1".parse().unwrap(),
-        route: "api",
-        header: &no_headers,
-    };
-    let who = Requester {
-        request_id: "r1",
-        trace_id: "t1",
-    };
+    let input = anonymous("192.0.2.1");
     for _ in 0..3 {
-        assert_eq!(super::check(&policies, &input, &who).refused, None);
+        assert_eq!(super::check(&policies, &input, &WHO).refused, None);
     }
     let metrics = f.metrics.encode(Format::OpenMetrics);
     assert!(

@@ -179,25 +179,18 @@ pub async fn handle(
         Ok(Ok(sent)) => sent,
         Ok(Err(error)) => {
             // The client's own body ended the call: its fault, not the upstream's.
-            let client_fault = match body_error(&error) {
-                Some(RequestBodyError::TooLarge { .. }) => Some(ProxyError::PayloadTooLarge),
-                Some(RequestBodyError::Idle(_)) => Some(ProxyError::RequestTimeout),
-                // The client closed before the end of its body: it left (499), as on the fast
-                // codec and whatever NGINX logs; nobody reads an answer.
-                Some(RequestBodyError::Read(e)) if client_left(e) => {
-                    ctx.record.client_closed(0);
-                    return plain(StatusCode::BAD_REQUEST);
-                }
-                // A malformed body (bad chunk framing).
-                Some(RequestBodyError::Read(_)) => Some(ProxyError::BadRequest),
-                None => None,
-            };
+            if let Some(body) = body_error(&error) {
+                return match client_fault(body) {
+                    Some(error) => reject(ctx, Rejection { error, close: true }, version),
+                    None => {
+                        ctx.record.client_closed(0);
+                        plain(StatusCode::BAD_REQUEST)
+                    }
+                };
+            }
             // A body not sent whole is left unread, and hyper closes the connection then.
             let close = close || !request_sent.load(std::sync::atomic::Ordering::Relaxed);
-            let rejection = match client_fault {
-                Some(error) => Rejection { error, close: true },
-                None => call::failed(&route, &ctx, Some(&error), close),
-            };
+            let rejection = call::failed(&route, &ctx, Some(&error), close);
             return reject(ctx, rejection, version);
         }
         Err(_) => {
@@ -392,19 +385,14 @@ async fn checked(
     schema: &jsonschema::Validator,
 ) -> Result<bytes::Bytes, Checked> {
     use http_body_util::BodyExt;
-    let bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(RequestBodyError::TooLarge { .. }) => {
-            return Err(Checked::Refused(ProxyError::PayloadTooLarge, None));
-        }
-        Err(RequestBodyError::Idle(_)) => {
-            return Err(Checked::Refused(ProxyError::RequestTimeout, None));
-        }
-        Err(RequestBodyError::Read(e)) if client_left(&e) => return Err(Checked::ClientLeft),
-        Err(RequestBodyError::Read(_)) => {
-            return Err(Checked::Refused(ProxyError::BadRequest, None));
-        }
-    };
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| match client_fault(&e) {
+            Some(error) => Checked::Refused(error, None),
+            None => Checked::ClientLeft,
+        })?
+        .to_bytes();
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|_| Checked::Refused(ProxyError::BadRequest, None))?;
     if let Some(failure) = schema.iter_errors(&value).next() {
@@ -415,6 +403,18 @@ async fn checked(
         ));
     }
     Ok(bytes)
+}
+
+/// The answer to a client whose request body failed: 413 over the limit, 408 stalled, 400
+/// malformed (bad chunk framing); `None` when the client closed before the end of its body —
+/// it left (logged 499, as on the fast codec), and nobody reads an answer.
+fn client_fault(error: &RequestBodyError) -> Option<ProxyError> {
+    match error {
+        RequestBodyError::TooLarge { .. } => Some(ProxyError::PayloadTooLarge),
+        RequestBodyError::Idle(_) => Some(ProxyError::RequestTimeout),
+        RequestBodyError::Read(e) if client_left(e) => None,
+        RequestBodyError::Read(_) => Some(ProxyError::BadRequest),
+    }
 }
 
 /// The body ended early because the client closed its connection, not because it was
