@@ -13,6 +13,7 @@ pub mod access;
 pub mod codec;
 pub mod forwarded;
 pub mod headers;
+pub mod identity;
 mod hex;
 pub mod pipeline;
 pub mod pool;
@@ -23,6 +24,7 @@ pub mod request_id;
 pub mod routing;
 pub mod trace_context;
 pub mod upstream;
+pub mod webhook;
 
 /// The fast codec under the name the binary knows it by.
 pub use codec::fast as direct;

@@ -1,0 +1,1 @@
+//! Who is calling: JWT and API keys (issue 9): being built.

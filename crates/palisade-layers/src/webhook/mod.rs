@@ -1,0 +1,1 @@
+//! Inbound webhook signature verification (issue 9): being built.
