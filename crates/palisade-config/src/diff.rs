@@ -109,6 +109,7 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
     );
 
     let Config {
+        mode,
         server: _,
         ops: _,
         log: _,
@@ -119,6 +120,7 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         rate_limits,
         routes,
     } = old;
+    check("mode", *mode == new.mode);
     check("upstreams", *upstreams == new.upstreams);
     check("redis", *redis == new.redis);
     check("rate_limits", *rate_limits == new.rate_limits);

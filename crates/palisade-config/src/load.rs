@@ -20,6 +20,7 @@ use crate::{env, secret};
 
 /// The top-level sections of the config file.
 const SECTIONS: &[&str] = &[
+    "mode",
     "server",
     "ops",
     "log",
@@ -116,6 +117,7 @@ pub fn defaults() -> LoadedConfig {
 
 fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
     let mut draft = Draft {
+        mode: Some(Default::default()),
         server: Some(Default::default()),
         ops: Some(Default::default()),
         log: Some(Default::default()),
@@ -131,6 +133,7 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
         let name: &str = key.get_ref();
         let path = root.key(name);
         match name {
+            "mode" => draft.mode = piece(doc, value, &path, errors),
             "server" => draft.server = piece(doc, value, &path, errors),
             "ops" => draft.ops = piece(doc, value, &path, errors),
             "log" => draft.log = piece(doc, value, &path, errors),
@@ -341,6 +344,7 @@ fn resolve_secrets(draft: &mut Draft, env: &[(String, String)]) -> Vec<Issue> {
 /// The config from a draft in which every piece loaded.
 fn assemble(draft: Draft) -> Option<Config> {
     Some(Config {
+        mode: draft.mode?,
         server: draft.server?,
         ops: draft.ops?,
         log: draft.log?,

@@ -18,6 +18,12 @@ use crate::units::{ByteSize, Duration};
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// "production" (the default) or "development". Production replaces upstream 5xx bodies
+    /// that leak internals (routes' `sanitize_errors`) and refuses webhooks it cannot verify;
+    /// development lets a developer see the app's own error pages. Set it per environment,
+    /// e.g. `PALISADE_MODE=development` on a laptop.
+    #[serde(default)]
+    pub mode: Mode,
     /// The proxy listener: where the protected service's traffic arrives.
     #[serde(default)]
     pub server: ServerConfig,
@@ -48,6 +54,15 @@ pub struct Config {
     /// is required: without routes every request would get 404.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+}
+
+/// Whether Palisade runs in front of real users or on a developer's machine.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Production,
+    Development,
 }
 
 /// The proxy listener.
@@ -281,6 +296,13 @@ pub struct RouteConfig {
     /// `X-Frame-Options` added to responses that lack one: "DENY" or "SAMEORIGIN". Absent: none.
     #[serde(default)]
     pub frame_options: Option<String>,
+    /// Replace the body of an upstream 5xx response that looks like a stack trace or an HTML
+    /// error page, or that cannot be checked (compressed, or over 64 KiB), with a short
+    /// `application/problem+json` body; the status and `Retry-After` stay, the original is
+    /// logged at debug level with the request id. Absent: on in production `mode`, off in
+    /// development.
+    #[serde(default)]
+    pub sanitize_errors: Option<bool>,
     /// Names of the rate-limit policies (keys of `[rate_limits]`) every request of this route
     /// is counted against, e.g. ["per-ip", "read"]. Each counts the request; when some are
     /// exhausted, the one with the longest wait answers 429.

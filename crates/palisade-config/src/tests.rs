@@ -238,7 +238,7 @@ fn env_override_into_unknown_field_names_the_variable() {
     assert_eq!(
         errors(MINIMAL, &[("PALISADE_SERVR__LISTEN", "127.0.0.1:8081")]),
         [
-            "env PALISADE_SERVR__LISTEN: unknown field \"servr\"; valid fields: server, ops, log, \
+            "env PALISADE_SERVR__LISTEN: unknown field \"servr\"; valid fields: mode, server, ops, log, \
              audit, lifecycle, upstreams, redis, rate_limits, routes"
         ]
     );

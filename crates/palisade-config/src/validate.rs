@@ -17,6 +17,7 @@ use crate::model::{
 /// A config as far as it deserialized.
 #[derive(Default)]
 pub(crate) struct Draft {
+    pub(crate) mode: Option<crate::model::Mode>,
     pub(crate) server: Option<ServerConfig>,
     pub(crate) ops: Option<OpsConfig>,
     pub(crate) log: Option<LogConfig>,

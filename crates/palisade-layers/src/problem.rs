@@ -40,6 +40,10 @@ pub enum ProxyError {
     /// A rate-limit policy of the route is exhausted for this client.
     #[error("too many requests; retry after the time Retry-After gives")]
     RateLimited,
+    /// The upstream failed with this 5xx status and a body that would have shown its
+    /// internals (a stack trace, an HTML error page), which the gateway replaced.
+    #[error("the service failed to answer this request")]
+    UpstreamFailed(u16),
 }
 
 impl ProxyError {
@@ -55,6 +59,9 @@ impl ProxyError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::UpstreamFailed(status) => {
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 
@@ -71,6 +78,7 @@ impl ProxyError {
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::UnprocessableEntity => "invalid-body",
             Self::RateLimited => "rate-limited",
+            Self::UpstreamFailed(_) => "upstream-error",
         }
     }
 
@@ -86,6 +94,7 @@ impl ProxyError {
             Self::UnsupportedMediaType => "Unsupported Media Type",
             Self::UnprocessableEntity => "Unprocessable Content",
             Self::RateLimited => "Too Many Requests",
+            Self::UpstreamFailed(_) => self.status().canonical_reason().unwrap_or("Server Error"),
         }
     }
 }

@@ -116,7 +116,9 @@ impl Snapshot {
                 )?)),
                 None => None,
             };
-            let route = Route::new(r, up.clone(), metrics.route(&r.name), limits, schema);
+            let mut route = Route::new(r, up.clone(), metrics.route(&r.name), limits, schema);
+            let production = cfg.mode == palisade_config::Mode::Production;
+            route.sanitize_errors = r.sanitize_errors.unwrap_or(production);
             routes.push(Arc::new(route));
         }
         Ok(Self {

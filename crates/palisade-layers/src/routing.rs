@@ -45,6 +45,9 @@ pub struct Route {
     pub security: Vec<(SecurityHeader, HeaderValue)>,
     /// `json_schema`: request bodies are buffered and must satisfy it (422).
     pub schema: Option<Arc<jsonschema::Validator>>,
+    /// Upstream 5xx bodies are held and replaced when they leak internals
+    /// ([`crate::pipeline::sanitize`]).
+    pub sanitize_errors: bool,
     pub metrics: RouteMetrics,
 }
 
@@ -93,6 +96,7 @@ impl Route {
             security: security_headers(cfg),
             schema,
             limits,
+            sanitize_errors: false,
             metrics,
         }
     }

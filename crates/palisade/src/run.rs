@@ -38,6 +38,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// read where they are used. Any other changed setting waits for a restart and the reload names
 /// it, so a setting added to the config counts as restart-only until it is listed here.
 const APPLIED_ON_RELOAD: &[&str] = &[
+    "mode",
     "upstreams",
     "rate_limits",
     "routes",

@@ -15,6 +15,7 @@ pub mod head;
 pub mod path;
 pub mod reject;
 pub mod respond;
+pub mod sanitize;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -63,6 +64,8 @@ pub struct RequestCtx {
     pub allow: Option<String>,
     /// The JSON pointer of the value a body failed its schema at, for a 422.
     pub pointer: Option<String>,
+    /// The upstream's `Retry-After` on a 5xx whose body was replaced ([`sanitize`]).
+    pub retry_after: Option<http::HeaderValue>,
 }
 
 impl RequestCtx {
@@ -106,6 +109,7 @@ impl RequestCtx {
             limits: None,
             allow: None,
             pointer: None,
+            retry_after: None,
         }
     }
 }

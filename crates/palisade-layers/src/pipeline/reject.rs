@@ -72,6 +72,8 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
             b"retry-after",
             super::forward::decimal(*retry_after, &mut [0; 20]),
         );
+    } else if let Some(retry_after) = &ctx.retry_after {
+        sink.header(b"retry-after", retry_after.as_bytes());
     }
     if rejection.close {
         sink.header(b"connection", b"close");

@@ -64,9 +64,10 @@ pub(crate) async fn handle(
         tokio::time::sleep(latency).await;
     }
 
-    let mut response = match behaviour.size {
-        Some(size) => generated(size, !behaviour.chunked),
-        None => echo(&parts, &received),
+    let mut response = match (&behaviour.body, behaviour.size) {
+        (Some(body), _) => given(body, &behaviour),
+        (None, Some(size)) => generated(size, !behaviour.chunked),
+        (None, None) => echo(&parts, &received),
     };
     *response.status_mut() = behaviour.status.unwrap_or(StatusCode::OK);
     add_headers(response.headers_mut(), &behaviour, parts.version);
@@ -120,6 +121,31 @@ fn echo(parts: &Parts, received: &Received) -> Response<ResponseBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+/// The body a test asked for, whole or in two chunks.
+fn given(text: &str, behaviour: &Behaviour) -> Response<ResponseBody> {
+    let bytes = Bytes::copy_from_slice(text.as_bytes());
+    let body = if behaviour.chunked {
+        let half = bytes.len() / 2;
+        let frames = [bytes.slice(..half), bytes.slice(half..)]
+            .map(|part| Ok::<_, Infallible>(hyper::body::Frame::data(part)));
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
+    } else {
+        Full::new(bytes).boxed()
+    };
+    let mut response = Response::new(body);
+    let typed = behaviour
+        .set_headers
+        .iter()
+        .any(|(name, _)| name == header::CONTENT_TYPE);
+    if !typed {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
     response
 }
 

@@ -24,6 +24,9 @@ pub(crate) struct Behaviour {
     /// `early=1`: answer before reading the request body, as an app that refuses an upload
     /// at once, then read and drop the body (the echo reports 0 body bytes).
     pub early: bool,
+    /// `body=text` (percent-encoded): answer with this text instead of the echo, as
+    /// `text/plain` unless `set_header` names another type; with `chunked`, in two chunks.
+    pub body: Option<String>,
     /// `set_header=name:value`, repeatable: extra response headers.
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -58,6 +61,7 @@ impl Behaviour {
                 "hop" => behaviour.hop = parse_flag("hop", &value)?,
                 "early" => behaviour.early = parse_flag("early", &value)?,
                 "set_header" => behaviour.set_headers.push(parse_header(&value)?),
+                "body" => behaviour.body = Some(value),
                 _ => {}
             }
         }

@@ -45,6 +45,8 @@ pub struct ChunkedScanner {
     /// The size of the chunk whose size line is being read, kept past its digits.
     pending: u64,
     data_bytes: u64,
+    /// The chunk framing is written to `out` too; without it, only the data.
+    framed: bool,
 }
 
 impl Default for ChunkedScanner {
@@ -53,11 +55,20 @@ impl Default for ChunkedScanner {
             state: SIZE_START,
             pending: 0,
             data_bytes: 0,
+            framed: true,
         }
     }
 }
 
 impl ChunkedScanner {
+    /// A scanner that appends only the body's data to `out`, for a body held whole.
+    pub fn data_only() -> Self {
+        Self {
+            framed: false,
+            ..Self::default()
+        }
+    }
+
     /// Data bytes seen so far (the body without its chunk framing).
     pub fn data_bytes(&self) -> u64 {
         self.data_bytes
@@ -86,6 +97,7 @@ impl ChunkedScanner {
             let next = self.step(input[i])?;
             i += 1;
             match (self.state, next) {
+                _ if !self.framed => {}
                 (State::SizeLf, State::Data { remaining }) => {
                     write_size_line(remaining, out);
                 }
@@ -141,7 +153,7 @@ impl ChunkedScanner {
     }
 }
 
-fn write_size_line(size: u64, out: &mut Vec<u8>) {
+pub fn write_size_line(size: u64, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (64 - size.leading_zeros()).div_ceil(4).max(1);
     for k in (0..digits).rev() {

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::WriteHalf;
 use tokio::time::Instant;
 
-use super::chunked::ChunkedScanner;
+use super::chunked::{ChunkedScanner, write_size_line};
 use super::deadline::Deadlines;
 use super::head::Forward;
 use super::response::{self, BadResponse, FinalHead, Framing, Reply};
@@ -28,6 +28,7 @@ use super::{MAX_RESPONSE_HEAD, Shutdown, respond};
 use crate::codec::RouteDeadline;
 use crate::pipeline::Rejection;
 use crate::pipeline::call::{self, AttemptError, Exchange, Failure};
+use crate::pipeline::sanitize::{self, Leak};
 use crate::pool::Endpoint;
 use crate::problem::ProxyError;
 
@@ -258,6 +259,7 @@ pub async fn exchange(
         close,
         limits: ctx.limits.as_deref(),
         security: &route.security,
+        sanitize: route.sanitize_errors,
     };
     let outcome = {
         let (reader, mut writer) = client.split();
@@ -322,6 +324,7 @@ pub async fn exchange(
         }
     };
 
+    let mut head = head;
     ctx.record.status = head.status;
     let mut pass = Passage {
         upstream: &mut stream,
@@ -330,6 +333,59 @@ pub async fn exchange(
         read_idle: route.timeout,
         send_idle: send_timeout,
     };
+    if let Some(held) = head.held.take() {
+        // A 5xx on a route that sanitizes: read whole and judged before anything is sent.
+        let read = pass.hold(io, head.framing, head.consumed..filled).await;
+        let (data, clean) = read.map_or((None, false), |h| (h.data, h.clean));
+        let leak = match &data {
+            Some(data) => sanitize::judge(
+                held.content_type.as_deref(),
+                held.content_encoding.as_deref(),
+                data,
+            ),
+            None => Some(Leak::Unchecked),
+        };
+        if clean && head.reusable {
+            endpoint.put_stream(stream);
+        }
+        let out = &mut io.client_out;
+        let keep_open = match (leak, data) {
+            (None, Some(data)) => {
+                match head.framing {
+                    Framing::Chunked => {
+                        if !data.is_empty() {
+                            write_size_line(data.len() as u64, out);
+                            out.extend_from_slice(&data);
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    _ => out.extend_from_slice(&data),
+                }
+                let deadline = Instant::now() + send_timeout;
+                if let Some(Ok(())) = deadlines.run(deadline, client.write_all(out)).await {
+                    ctx.record.finish(data.len() as u64, true);
+                    !head.close
+                } else {
+                    ctx.record.client_closed(0);
+                    false
+                }
+            }
+            (leak, data) => {
+                let leak = leak.unwrap_or(Leak::Unchecked);
+                let data = data.unwrap_or_default();
+                sanitize::log_replaced(&ctx, &route.name, head.status, leak, &data);
+                ctx.retry_after = held.retry_after;
+                let error = ProxyError::UpstreamFailed(head.status);
+                let rejection = Rejection {
+                    error,
+                    close: head.close,
+                };
+                respond(client, out, ctx, rejection, deadlines, send_timeout).await
+            }
+        };
+        return upload.settle(client, deadlines, keep_open, shutdown).await;
+    }
     let keep_open = match pass.body(io, head.framing, head.consumed..filled).await {
         Ok(Body { bytes, clean }) => {
             if clean && head.reusable {
@@ -358,6 +414,13 @@ pub async fn exchange(
         }
     };
     upload.settle(client, deadlines, keep_open, shutdown).await
+}
+
+/// A held body as read.
+struct HeldBody {
+    data: Option<Vec<u8>>,
+    /// Nothing followed the body, so the upstream connection can be reused.
+    clean: bool,
 }
 
 /// A body passed through completely.
@@ -406,6 +469,88 @@ impl Passage<'_> {
         {
             Some(Ok(())) => Ok(()),
             _ => Err(Cut::Client(sent)),
+        }
+    }
+
+    /// Reads a held body whole: its bytes without framing, or `None` when it is longer than
+    /// [`sanitize::HOLD_MAX`] (then not read at all when its length says so up front).
+    async fn hold(
+        &mut self,
+        io: &mut Buffers,
+        framing: Framing,
+        first: std::ops::Range<usize>,
+    ) -> Result<HeldBody, Cut> {
+        let buf = &mut io.upstream_in;
+        let mut data = Vec::new();
+        let too_long = HeldBody {
+            data: None,
+            clean: false,
+        };
+        match framing {
+            Framing::Empty => Ok(HeldBody {
+                data: Some(data),
+                clean: first.is_empty(),
+            }),
+            Framing::Length(total) if total > sanitize::HOLD_MAX as u64 => Ok(too_long),
+            Framing::Length(total) => {
+                let total = total as usize;
+                let take = first.len().min(total);
+                data.extend_from_slice(&buf[first.start..first.start + take]);
+                let mut clean = first.len() <= total;
+                while data.len() < total {
+                    let n = match self.read(buf, 0).await? {
+                        0 => return Err(Cut::Upstream(0, UpstreamErrorKind::Protocol)),
+                        n => n,
+                    };
+                    let take = n.min(total - data.len());
+                    data.extend_from_slice(&buf[..take]);
+                    clean = take == n;
+                }
+                Ok(HeldBody {
+                    data: Some(data),
+                    clean,
+                })
+            }
+            Framing::Chunked => {
+                let mut scanner = ChunkedScanner::data_only();
+                let mut chunk = first;
+                loop {
+                    let end = scanner
+                        .feed(&buf[chunk.clone()], &mut data)
+                        .map_err(|_| Cut::Upstream(0, UpstreamErrorKind::Protocol))?;
+                    if data.len() > sanitize::HOLD_MAX {
+                        return Ok(too_long);
+                    }
+                    if let Some(n) = end {
+                        return Ok(HeldBody {
+                            data: Some(data),
+                            clean: chunk.start + n == chunk.end,
+                        });
+                    }
+                    let n = match self.read(buf, 0).await? {
+                        0 => return Err(Cut::Upstream(0, UpstreamErrorKind::Protocol)),
+                        n => n,
+                    };
+                    chunk = 0..n;
+                }
+            }
+            Framing::Close => {
+                data.extend_from_slice(&buf[first]);
+                loop {
+                    if data.len() > sanitize::HOLD_MAX {
+                        return Ok(too_long);
+                    }
+                    match self.read(buf, 0).await? {
+                        0 => {
+                            return Ok(HeldBody {
+                                data: Some(data),
+                                clean: false,
+                            });
+                        }
+                        n => data.extend_from_slice(&buf[..n]),
+                    }
+                }
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use crate::pipeline::head::{
     ConnectionValue, Kind, SecurityHeader, connection_names, kind, parse_length,
 };
 use crate::pipeline::reject::with_date;
-use crate::pipeline::respond;
+use crate::pipeline::{respond, sanitize};
 
 /// Most header lines an upstream response head may have (hyper's limit too); more is a 502.
 const MAX_RESPONSE_HEADERS: usize = 100;
@@ -42,6 +42,33 @@ pub struct FinalHead {
     pub reusable: bool,
     /// The client connection must close after this response.
     pub close: bool,
+    /// A 5xx whose body is held and judged before it goes on ([`sanitize`]).
+    pub held: Option<Box<HeldHead>>,
+}
+
+/// What the judge of a held body needs from its head.
+#[derive(Debug, Default)]
+pub struct HeldHead {
+    pub content_type: Option<Vec<u8>>,
+    pub content_encoding: Option<Vec<u8>>,
+    pub retry_after: Option<HeaderValue>,
+}
+
+impl HeldHead {
+    fn read(headers: &[httparse::Header<'_>]) -> Box<Self> {
+        let mut held = Box::<Self>::default();
+        for h in headers {
+            let value = || Some(h.value.to_vec());
+            if h.name.eq_ignore_ascii_case("content-type") {
+                held.content_type = value();
+            } else if h.name.eq_ignore_ascii_case("content-encoding") {
+                held.content_encoding = value();
+            } else if h.name.eq_ignore_ascii_case("retry-after") {
+                held.retry_after = HeaderValue::from_bytes(h.value).ok();
+            }
+        }
+        held
+    }
 }
 
 /// Why an upstream response head cannot be forwarded.
@@ -64,6 +91,8 @@ pub struct Reply<'a> {
     pub limits: Option<&'a crate::ratelimit::Verdict>,
     /// The route's security headers, added when the upstream sent none of the same name.
     pub security: &'a [(SecurityHeader, HeaderValue)],
+    /// The route's `sanitize_errors`: a 5xx body is held for the check.
+    pub sanitize: bool,
 }
 
 /// Reads the upstream's response head at the front of `buf` and writes the client's into
@@ -205,6 +234,8 @@ pub fn translate(
         framing,
         reusable: version == 1 && !close_asked && framing != Framing::Close,
         close,
+        held: (reply.sanitize && sanitize::holds(status) && framing != Framing::Empty)
+            .then(|| HeldHead::read(headers)),
     }))
 }
 
@@ -222,6 +253,7 @@ mod tests {
             close: false,
             limits: None,
             security: &[],
+            sanitize: false,
         };
         let mut out = Vec::new();
         let r = translate(raw, &reply, &mut out);

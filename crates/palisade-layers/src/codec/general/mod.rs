@@ -21,7 +21,7 @@ use crate::codec::RouteDeadline;
 use crate::pipeline::head::{BodyKind, Kind, Line, RequestHead, connection_names, kind};
 use crate::pipeline::reject::{ResponseSink, render};
 use crate::pipeline::{
-    self, Admission, Codec, Peer, Rejection, RequestCtx, call, forward, respond,
+    self, Admission, Codec, Peer, Rejection, RequestCtx, call, forward, respond, sanitize,
 };
 use crate::problem::ProxyError;
 use crate::proxy::Proxy;
@@ -199,6 +199,23 @@ pub async fn handle(
             return reject(ctx, rejection, version);
         }
     };
+    // A 5xx on a route that sanitizes is read whole and judged before anything is sent.
+    let (parts, body) = resp.into_parts();
+    let held = route.sanitize_errors && sanitize::holds(parts.status.as_u16()) && !head_request;
+    let body = if held {
+        match hold(&parts, body, route.timeout).await {
+            Ok(bytes) => Source::Held(bytes),
+            Err((leak, bytes)) => {
+                let status = parts.status.as_u16();
+                sanitize::log_replaced(&ctx, &route.name, status, leak, &bytes);
+                ctx.retry_after = parts.headers.get(header::RETRY_AFTER).cloned();
+                let error = ProxyError::UpstreamFailed(status);
+                return reject(ctx, Rejection { error, close }, version);
+            }
+        }
+    } else {
+        Source::Upstream(body)
+    };
     let exchanged = Exchanged {
         security: route.clone(),
         checkout,
@@ -210,7 +227,38 @@ pub async fn handle(
         idle: route.timeout,
         metrics: upstream.metrics.clone(),
     };
-    respond(ctx, resp, exchanged)
+    respond(ctx, parts, body, exchanged)
+}
+
+/// A response body: the upstream's, streamed, or one held whole for [`sanitize::judge`].
+enum Source {
+    Upstream(Incoming),
+    Held(bytes::Bytes),
+}
+
+/// Reads a 5xx body whole, within [`sanitize::HOLD_MAX`] and `wait`, and judges it: the body
+/// when it may go on, else why not and what was read of it.
+async fn hold(
+    parts: &http::response::Parts,
+    body: Incoming,
+    wait: std::time::Duration,
+) -> Result<bytes::Bytes, (sanitize::Leak, bytes::Bytes)> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, sanitize::HOLD_MAX).collect();
+    let bytes = match tokio::time::timeout(wait, limited).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        // Longer than the hold, broken off or too slow: nothing vouches for it.
+        _ => return Err((sanitize::Leak::Unchecked, bytes::Bytes::new())),
+    };
+    let read = |name| parts.headers.get(name).map(HeaderValue::as_bytes);
+    match sanitize::judge(
+        read(header::CONTENT_TYPE),
+        read(header::CONTENT_ENCODING),
+        &bytes,
+    ) {
+        None => Ok(bytes),
+        Some(leak) => Err((leak, bytes)),
+    }
 }
 
 /// The upstream request's headers: the client's values the pipeline keeps, moved in the order
@@ -237,15 +285,14 @@ fn upstream_headers(
 }
 
 /// The client's `Content-Length` (RFC 9110 §8.6), one value: the length hyper framed the body
-/// by; a HEAD's or a 304's as the upstream said (the body it describes is not sent); none on a
-/// 204 or when the upstream's body was chunked (a `Content-Length` beside `Transfer-Encoding`
-/// is wrong).
-fn content_length(resp: &mut Response<Incoming>, head_request: bool) {
-    let no_body = resp.status() == StatusCode::NO_CONTENT;
+/// by (`exact`); a HEAD's or a 304's as the upstream said (the body it describes is not sent);
+/// none on a 204 or when the upstream's body was chunked (a `Content-Length` beside
+/// `Transfer-Encoding` is wrong).
+fn content_length(parts: &mut http::response::Parts, exact: Option<u64>, head_request: bool) {
+    let no_body = parts.status == StatusCode::NO_CONTENT;
     // A 304's length, like a HEAD's, describes a body that is not sent: keep it.
-    let head_request = head_request || resp.status() == StatusCode::NOT_MODIFIED;
-    let exact = http_body::Body::size_hint(resp.body()).exact();
-    let headers = resp.headers_mut();
+    let head_request = head_request || parts.status == StatusCode::NOT_MODIFIED;
+    let headers = &mut parts.headers;
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     if chunked || no_body {
         headers.remove(header::CONTENT_LENGTH);
@@ -301,7 +348,8 @@ struct Exchanged {
 /// Passes the upstream's response to the client.
 fn respond(
     mut ctx: RequestCtx,
-    mut resp: Response<Incoming>,
+    mut parts: http::response::Parts,
+    body: Source,
     x: Exchanged,
 ) -> Response<ResponseBody> {
     let Exchanged {
@@ -315,15 +363,20 @@ fn respond(
         idle,
         metrics,
     } = x;
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade)
+        && let Some(upstream_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    {
         tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
     }
+    let exact = match &body {
+        Source::Upstream(body) => http_body::Body::size_hint(body).exact(),
+        Source::Held(bytes) => Some(bytes.len() as u64),
+    };
     // Before the hop-by-hop headers go: whether the body was chunked decides the length.
-    content_length(&mut resp, head_request);
-    client_headers(resp.headers_mut(), switching);
-    let headers = resp.headers_mut();
+    content_length(&mut parts, exact, head_request);
+    client_headers(&mut parts.headers, switching);
+    let headers = &mut parts.headers;
     headers.insert(
         crate::request_id::X_REQUEST_ID,
         ctx.record.request_id.clone(),
@@ -349,20 +402,33 @@ fn respond(
     if close && !switching {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    ctx.record.status = resp.status().as_u16();
-    let (mut parts, body) = resp.into_parts();
+    ctx.record.status = parts.status.as_u16();
     // The client's version frames the response (an HTTP/1.0 upstream's body without a
     // length goes to an HTTP/1.1 client chunked, not close-delimited).
     parts.version = version;
-    // An upgraded connection is the tunnel's now; it never goes back to the pool.
-    let checkout = if switching { None } else { checkout };
-    let from = FromUpstream {
-        idle,
-        checkout,
-        request_sent,
-        metrics,
+    let body = match body {
+        Source::Upstream(body) => {
+            // An upgraded connection is the tunnel's now; it never goes back to the pool.
+            let checkout = if switching { None } else { checkout };
+            let from = FromUpstream {
+                idle,
+                checkout,
+                request_sent,
+                metrics,
+            };
+            ResponseBody::upstream(body, ctx.record, from)
+        }
+        Source::Held(bytes) => {
+            // Read to its end: the connection can serve another request.
+            if let Some(checkout) = checkout
+                && request_sent.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                checkout.release();
+            }
+            ResponseBody::full(bytes, Some(ctx.record))
+        }
     };
-    Response::from_parts(parts, ResponseBody::upstream(body, ctx.record, from))
+    Response::from_parts(parts, body)
 }
 
 fn bad_request() -> Rejection {
