@@ -27,7 +27,7 @@ pub use load::{LoadedConfig, defaults, load_file, load_str};
 pub use model::*;
 pub use secret::Secret;
 pub use units::{ByteSize, Duration};
-pub use validate::load_schema;
+pub use validate::{compile_schema, load_schema};
 
 /// A complete, commented example config (`palisade config example`); it validates as is.
 pub const EXAMPLE: &str = include_str!("../palisade.example.toml");

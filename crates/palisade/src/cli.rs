@@ -78,7 +78,7 @@ pub fn schema_check(args: &SchemaCheckArgs) -> ExitCode {
     let mut failed = false;
     for failure in validator.iter_errors(&value) {
         failed = true;
-        let pointer = failure.instance_path.to_string();
+        let pointer = failure.instance_path().to_string();
         println!(
             "{}: {failure}",
             if pointer.is_empty() { "/" } else { &pointer }

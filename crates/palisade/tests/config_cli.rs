@@ -351,3 +351,53 @@ fn schema_check_names_each_failing_pointer() {
     let (code, _) = check("{not json");
     assert_eq!(code, Some(2));
 }
+
+/// `palisade schema check` gives the JSON-Schema-Test-Suite's answer (draft 2020-12): every
+/// test of the first group of each file whose schema compiles without the network
+/// (`palisade-config`'s suite test runs all of them through the same code).
+#[test]
+fn schema_check_agrees_with_the_json_schema_test_suite() {
+    let suite = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../palisade-config/tests/json-schema-test-suite/draft2020-12");
+    let dir = std::env::temp_dir().join(format!("palisade-schema-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (schema_path, instance_path) = (dir.join("schema.json"), dir.join("instance.json"));
+    let mut files: Vec<_> = std::fs::read_dir(&suite)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut checked = 0;
+    for file in &files {
+        let groups: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let Some(group) = groups
+            .iter()
+            .find(|g| palisade_config::compile_schema(&g["schema"]).is_ok())
+        else {
+            continue;
+        };
+        std::fs::write(&schema_path, group["schema"].to_string()).unwrap();
+        for test in group["tests"].as_array().unwrap() {
+            std::fs::write(&instance_path, test["data"].to_string()).unwrap();
+            let out = Command::new(common::bin())
+                .args(["schema", "check", "--schema"])
+                .arg(&schema_path)
+                .arg("--instance")
+                .arg(&instance_path)
+                .output()
+                .unwrap();
+            let expected = if test["valid"] == true { 0 } else { 1 };
+            assert_eq!(
+                out.status.code(),
+                Some(expected),
+                "{file:?} / {} / {}: {}",
+                group["description"],
+                test["description"],
+                String::from_utf8_lossy(&out.stdout)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} checked");
+}

@@ -462,7 +462,7 @@ async fn checked(
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|_| Checked::Refused(ProxyError::BadRequest, None))?;
     if let Some(failure) = schema.iter_errors(&value).next() {
-        let pointer = failure.instance_path.to_string();
+        let pointer = failure.instance_path().to_string();
         return Err(Checked::Refused(
             ProxyError::UnprocessableEntity,
             Some(pointer),
