@@ -118,12 +118,14 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         upstreams,
         redis,
         rate_limits,
+        auth,
         routes,
     } = old;
     check("mode", *mode == new.mode);
     check("upstreams", *upstreams == new.upstreams);
     check("redis", *redis == new.redis);
     check("rate_limits", *rate_limits == new.rate_limits);
+    check("auth", *auth == new.auth);
     check("routes", *routes == new.routes);
     changed
 }

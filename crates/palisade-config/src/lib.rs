@@ -16,6 +16,7 @@ mod model;
 mod secret;
 mod units;
 mod validate;
+mod validate_auth;
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "upstreams",
     "redis",
     "rate_limits",
+    "auth",
     "routes",
 ];
 
@@ -126,6 +127,7 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
         upstreams: BTreeMap::new(),
         redis: Some(None),
         rate_limits: BTreeMap::new(),
+        auth: Some(Default::default()),
         routes: Vec::new(),
     };
     let root = FieldPath::root();
@@ -140,6 +142,7 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
             "audit" => draft.audit = piece(doc, value, &path, errors),
             "lifecycle" => draft.lifecycle = piece(doc, value, &path, errors),
             "redis" => draft.redis = piece(doc, value, &path, errors).map(Some),
+            "auth" => draft.auth = piece(doc, value, &path, errors),
             "upstreams" => match value.get_ref() {
                 DeValue::Table(upstreams) => {
                     for (name, upstream) in upstreams {
@@ -338,6 +341,31 @@ fn resolve_secrets(draft: &mut Draft, env: &[(String, String)]) -> Vec<Issue> {
             }
         }
     }
+    let development = draft.mode == Some(crate::model::Mode::Development);
+    for (index, route) in draft.routes.iter_mut().enumerate() {
+        let Some(webhook) = route.as_mut().and_then(|r| r.webhook.as_mut()) else {
+            continue;
+        };
+        let mut kept = Vec::with_capacity(webhook.secrets.len());
+        for (n, mut secret) in std::mem::take(&mut webhook.secrets).into_iter().enumerate() {
+            match secret::resolve(secret.expose(), env) {
+                Ok(Some(resolved)) => secret.replace(resolved),
+                Ok(None) => {}
+                // On a developer's machine an unset secret means "not configured": the route
+                // passes deliveries unverified, with a warning.
+                Err(_) if development && secret.expose().starts_with("${env:") => continue,
+                Err(message) => {
+                    let path = FieldPath::root().key("routes").index(index);
+                    issues.push(Issue::new(
+                        path.key("webhook").key("secrets").index(n),
+                        message,
+                    ));
+                }
+            }
+            kept.push(secret);
+        }
+        webhook.secrets = kept;
+    }
     issues
 }
 
@@ -361,6 +389,7 @@ fn assemble(draft: Draft) -> Option<Config> {
             .into_iter()
             .map(|(name, policy)| Some((name, policy?)))
             .collect::<Option<_>>()?,
+        auth: draft.auth?,
         routes: draft.routes.into_iter().collect::<Option<_>>()?,
     })
 }

@@ -27,6 +27,7 @@ pub(crate) struct Draft {
     /// `Some(None)`: no `[redis]` section; `None`: one that failed to load.
     pub(crate) redis: Option<Option<crate::model::RedisConfig>>,
     pub(crate) rate_limits: BTreeMap<String, Option<RateLimitConfig>>,
+    pub(crate) auth: Option<crate::model::AuthConfig>,
     pub(crate) routes: Vec<Option<RouteConfig>>,
 }
 
@@ -137,6 +138,9 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
                 ));
             }
         }
+    }
+    if let Some(auth) = &draft.auth {
+        crate::validate_auth::check_auth(auth, &mut issues);
     }
     check_routes(draft, &mut issues);
     issues
@@ -466,6 +470,7 @@ fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
                 ));
             }
         }
+        crate::validate_auth::check_route_auth(draft, route, &path, issues);
         for (j, policy) in route.rate_limits.iter().enumerate() {
             if !draft.rate_limits.contains_key(policy) {
                 let defined = if draft.rate_limits.is_empty() {
@@ -557,7 +562,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// An HTTP token (RFC 9110 §5.6.2): header names and methods.
-fn is_token(text: &str) -> bool {
+pub(crate) fn is_token(text: &str) -> bool {
     !text.is_empty()
         && text
             .bytes()

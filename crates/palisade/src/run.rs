@@ -41,6 +41,7 @@ const APPLIED_ON_RELOAD: &[&str] = &[
     "mode",
     "upstreams",
     "rate_limits",
+    "auth",
     "routes",
     "server.trusted_proxies",
     "server.request_body_timeout",
