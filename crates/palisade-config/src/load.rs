@@ -92,6 +92,7 @@ pub fn load_str(
     errors.extend(env::apply(&mut doc, &overrides));
     let mut draft = deserialize(&doc, &mut errors);
     let mut issues = resolve_secrets(&mut draft, env);
+    issues.extend(crate::validate_auth::load_api_key_file(&mut draft));
     issues.extend(validate(&draft));
     errors.extend(issues.into_iter().map(|issue| doc.locate_issue(issue)));
     if !errors.is_empty() {

@@ -411,7 +411,7 @@ rate_limits = ["per-ip", "per-user"]
         errors(text, &[]),
         [
             "palisade.toml:6: rate_limits.per-ip.key: key \"cookie:session\" is not a key; valid \
-             keys: \"client_ip\", \"header:NAME\", \"route\"",
+             keys: \"client_ip\", \"header:NAME\", \"route\", \"identity\", \"api_key\"",
             "palisade.toml:7: rate_limits.per-ip.limit: must be at least 1 request per `per`; to \
              refuse every request, leave the route out",
             "palisade.toml:8: rate_limits.per-ip.per: must be longer than 0, e.g. \"500ms\" or \"30s\"",
@@ -420,7 +420,8 @@ rate_limits = ["per-ip", "per-user"]
             "palisade.toml:10: rate_limits.per-ip.backend: backend \"redis\" needs a [redis] \
              section with the server's url, e.g. url = \"redis://127.0.0.1:6379\"",
             "palisade.toml:15: rate_limits.tiered.tiers: tiers need a tier_header naming the request \
-             header that selects the tier, e.g. \"x-plan\"",
+             header that selects the tier, e.g. \"x-plan\", or key = \"identity\" so the verified \
+             caller's tier selects it",
             "palisade.toml:21: routes[0].rate_limits[1]: route \"api\" refers to rate-limit policy \
              \"per-user\", which is not defined; defined policies: per-ip, tiered",
         ]

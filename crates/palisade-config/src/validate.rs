@@ -163,18 +163,18 @@ impl RateLimitConfig {
 fn check_rate_limit(policy: &RateLimitConfig, path: &FieldPath, issues: &mut Vec<Issue>) {
     let key = policy.key.as_str();
     let key_problem = match key.split_once(':') {
-        _ if key == "client_ip" || key == "route" => None,
+        _ if ["client_ip", "route", "identity", "api_key"].contains(&key) => None,
         Some(("header", name)) if is_token(name) => None,
         Some(("header", _)) => Some("names no valid header; write e.g. \"header:x-api-user\""),
-        _ if key == "identity" || key == "api_key" => {
-            Some("needs identity (JWT or API keys), which is not available yet")
-        }
         _ => Some("is not a key"),
     };
     if let Some(problem) = key_problem {
         issues.push(Issue::new(
             path.key("key"),
-            format!("key {key:?} {problem}; valid keys: \"client_ip\", \"header:NAME\", \"route\""),
+            format!(
+                "key {key:?} {problem}; valid keys: \"client_ip\", \"header:NAME\", \"route\", \
+                 \"identity\", \"api_key\""
+            ),
         ));
     }
     check_rate(policy.limit, policy.burst, path, issues);
@@ -190,10 +190,14 @@ fn check_rate_limit(policy: &RateLimitConfig, path: &FieldPath, issues: &mut Vec
             path.key("tier_header"),
             format!("invalid header name {header:?}; write e.g. \"x-plan\""),
         )),
-        None if !policy.tiers.is_empty() => issues.push(Issue::new(
-            path.key("tiers"),
-            "tiers need a tier_header naming the request header that selects the tier, e.g. \"x-plan\"",
-        )),
+        // A verified caller's tier (JWT tier_claim, API key tier) selects it on those keys.
+        None if !policy.tiers.is_empty() && !["identity", "api_key"].contains(&key) => {
+            issues.push(Issue::new(
+                path.key("tiers"),
+                "tiers need a tier_header naming the request header that selects the tier, e.g. \
+                 \"x-plan\", or key = \"identity\" so the verified caller's tier selects it",
+            ))
+        }
         _ => {}
     }
     for (name, tier) in &policy.tiers {

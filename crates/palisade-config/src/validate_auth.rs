@@ -233,3 +233,43 @@ fn check_webhook(
         }
     }
 }
+
+/// Appends the entries of `auth.api_keys.file` to `auth.api_keys.keys`, so the loaded config
+/// holds every key (as hashes) and a reload notices a changed file.
+pub(crate) fn load_api_key_file(draft: &mut Draft) -> Vec<Issue> {
+    let Some(keys) = draft.auth.as_mut().and_then(|a| a.api_keys.as_mut()) else {
+        return Vec::new();
+    };
+    let Some(file) = keys.file.clone() else {
+        return Vec::new();
+    };
+    let path = FieldPath::root().key("auth").key("api_keys").key("file");
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct KeyFile {
+        #[serde(default)]
+        keys: Vec<crate::model::ApiKeyEntry>,
+    }
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) => {
+            return vec![Issue::new(
+                path,
+                format!("cannot read the API key file {file:?}: {e}"),
+            )];
+        }
+    };
+    match toml::from_str::<KeyFile>(&text) {
+        Ok(parsed) => {
+            keys.keys.extend(parsed.keys);
+            Vec::new()
+        }
+        Err(e) => vec![Issue::new(
+            path,
+            format!(
+                "the API key file {file:?} is not a list of [[keys]] with id, sha256, tier, scopes: {}",
+                e.message()
+            ),
+        )],
+    }
+}

@@ -54,6 +54,7 @@ fn local(policy: &str) {
             client_ip: client(i),
             route: "api",
             header: &no_headers,
+            identity: None,
         };
         refused += u32::from(check(&policies, &input, &WHO).refused.is_some());
     }
@@ -91,6 +92,7 @@ fn on_redis(policy: &str, url: &str) {
                 client_ip: client(i),
                 route: "api",
                 header: &no_headers,
+                identity: None,
             };
             let started = Instant::now();
             let _ = Pending::new(&policies, &input, &route).run(&WHO).await;

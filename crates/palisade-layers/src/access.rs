@@ -36,6 +36,12 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
+    /// Drops the record without writing it: the request is being decided again from its head
+    /// (after fetching an issuer's new keys), and that decision writes its own.
+    pub fn forget(mut self) {
+        self.written = true;
+    }
+
     /// Records the request as answered: `complete` when the whole response reached the client.
     pub fn finish(mut self, bytes_out: u64, complete: bool) {
         self.write(bytes_out, complete);

@@ -24,6 +24,7 @@ pub mod request_id;
 pub mod routing;
 pub mod trace_context;
 pub mod upstream;
+pub mod verifiers;
 pub mod webhook;
 
 /// The fast codec under the name the binary knows it by.

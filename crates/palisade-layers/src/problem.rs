@@ -40,6 +40,19 @@ pub enum ProxyError {
     /// A rate-limit policy of the route is exhausted for this client.
     #[error("too many requests; retry after the time Retry-After gives")]
     RateLimited,
+    /// The route requires a credential and the request has no valid one (the answer carries
+    /// `WWW-Authenticate`).
+    #[error("valid credentials are required; see WWW-Authenticate")]
+    Unauthorized,
+    /// The caller is known but lacks a scope the route requires.
+    #[error("the credentials do not grant access to this route")]
+    Forbidden,
+    /// A webhook delivery's signature is missing or wrong.
+    #[error("the webhook signature is missing or invalid")]
+    BadSignature,
+    /// A webhook delivery that was already accepted, sent again.
+    #[error("this webhook delivery was already received")]
+    Replayed,
     /// The upstream failed with this 5xx status and a body that would have shown its
     /// internals (a stack trace, an HTML error page), which the gateway replaced.
     #[error("the service failed to answer this request")]
@@ -59,6 +72,9 @@ impl ProxyError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Replayed => StatusCode::CONFLICT,
             Self::UpstreamFailed(status) => {
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -78,6 +94,10 @@ impl ProxyError {
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::UnprocessableEntity => "invalid-body",
             Self::RateLimited => "rate-limited",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::BadSignature => "bad-signature",
+            Self::Replayed => "replayed",
             Self::UpstreamFailed(_) => "upstream-error",
         }
     }
@@ -94,6 +114,9 @@ impl ProxyError {
             Self::UnsupportedMediaType => "Unsupported Media Type",
             Self::UnprocessableEntity => "Unprocessable Content",
             Self::RateLimited => "Too Many Requests",
+            Self::Unauthorized | Self::BadSignature => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::Replayed => "Conflict",
             Self::UpstreamFailed(_) => self.status().canonical_reason().unwrap_or("Server Error"),
         }
     }

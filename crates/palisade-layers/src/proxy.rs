@@ -31,6 +31,8 @@ pub enum BuildError {
     Upstream(#[from] UpstreamBuildError),
     #[error("route {route:?}: {problem}")]
     Schema { route: String, problem: String },
+    #[error(transparent)]
+    Verifier(#[from] crate::verifiers::VerifierError),
 }
 
 /// What outlives a config reload: endpoints with their pools and backoff state, rate-limit
@@ -39,6 +41,8 @@ pub struct Retained {
     pub endpoints: EndpointRegistry,
     pub limiters: ratelimit::Registry,
     pub audit: AuditSink,
+    /// The JWT verifier, with its cached JWK Set, while `[auth.jwt]` stays the same.
+    pub jwt: crate::verifiers::RetainedJwt,
 }
 
 impl Retained {
@@ -48,6 +52,7 @@ impl Retained {
             endpoints: EndpointRegistry::default(),
             limiters: ratelimit::Registry::default().with_redis(redis),
             audit,
+            jwt: Default::default(),
         }
     }
 }
@@ -96,8 +101,9 @@ impl Snapshot {
         let policies = retained
             .limiters
             .build(&cfg.rate_limits, metrics, &retained.audit);
+        let verifiers = crate::verifiers::Verifiers::build(&cfg.auth, &retained.jwt)?;
         let mut routes = Vec::with_capacity(cfg.routes.len());
-        for r in &cfg.routes {
+        for (index, r) in cfg.routes.iter().enumerate() {
             let Some(up) = upstreams.iter().find(|u| u.name == r.upstream) else {
                 continue;
             };
@@ -119,6 +125,18 @@ impl Snapshot {
             let mut route = Route::new(r, up.clone(), metrics.route(&r.name), limits, schema);
             let production = cfg.mode == palisade_config::Mode::Production;
             route.sanitize_errors = r.sanitize_errors.unwrap_or(production);
+            route.auth = verifiers.route_auth(r, metrics, &retained.audit);
+            route.identity_headers = verifiers.headers.clone();
+            let development = cfg.mode == palisade_config::Mode::Development;
+            let redis = retained.limiters.redis();
+            route.webhook = crate::verifiers::route_webhook(
+                index,
+                r,
+                development,
+                redis,
+                metrics,
+                &retained.audit,
+            )?;
             routes.push(Arc::new(route));
         }
         Ok(Self {

@@ -48,6 +48,12 @@ pub struct Route {
     /// Upstream 5xx bodies are held and replaced when they leak internals
     /// ([`crate::pipeline::sanitize`]).
     pub sanitize_errors: bool,
+    /// `auth`: the credential check of every request ([`crate::pipeline::identify`]).
+    pub auth: Option<crate::pipeline::identify::RouteAuth>,
+    /// The headers that carry an identity upstream; a client's copies are dropped.
+    pub identity_headers: Arc<crate::pipeline::identify::IdentityHeaders>,
+    /// `[routes.webhook]`: every request's signature is checked ([`crate::pipeline::webhook`]).
+    pub webhook: Option<crate::pipeline::webhook::RouteWebhook>,
     pub metrics: RouteMetrics,
 }
 
@@ -97,6 +103,9 @@ impl Route {
             schema,
             limits,
             sanitize_errors: false,
+            auth: None,
+            identity_headers: Arc::default(),
+            webhook: None,
             metrics,
         }
     }

@@ -6,10 +6,13 @@
 //! - [`gateway`]: spawns the real `palisade` binary on free loopback ports and waits until its
 //!   ops listener says it is live, capturing its output for assertions.
 //! - [`client`]: a few one-call HTTP client helpers for tests.
+//! - [`document`]: a server of one changeable JSON document (an issuer's JWK Set), counting
+//!   fetches.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod document;
 pub mod gateway;
 pub mod upstream;
 

@@ -207,6 +207,14 @@ pub fn validate(arg: &ConfigArg) -> ExitCode {
     };
     match palisade_config::load_file(path) {
         Ok(loaded) => {
+            let problems = verifier_problems(&loaded.config);
+            if !problems.is_empty() {
+                for problem in &problems {
+                    eprintln!("{}: {problem}", loaded.source);
+                }
+                eprintln!("{} error(s); nothing was started", problems.len());
+                return ExitCode::FAILURE;
+            }
             println!(
                 "{}: valid (config version {}, {} upstreams, {} routes)",
                 loaded.source,
@@ -222,6 +230,28 @@ pub fn validate(arg: &ConfigArg) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What building the config's verifiers finds that the config alone cannot tell: key files
+/// that do not parse, API key entries, webhook secrets of the wrong form.
+fn verifier_problems(config: &palisade_config::Config) -> Vec<String> {
+    use palisade_layers::verifiers;
+    let mut problems = Vec::new();
+    if let Err(e) = verifiers::Verifiers::build(&config.auth, &Default::default()) {
+        problems.push(e.to_string());
+    }
+    for (index, route) in config.routes.iter().enumerate() {
+        let Some(hook) = route.webhook.as_ref().filter(|h| !h.secrets.is_empty()) else {
+            continue;
+        };
+        let secrets: Vec<&[u8]> = hook.secrets.iter().map(|s| s.expose().as_bytes()).collect();
+        if let Err(e) =
+            palisade_layers::webhook::Verifier::new(&verifiers::webhook_spec(hook), &secrets)
+        {
+            problems.push(format!("routes[{index}] ({}).webhook: {e}", route.name));
+        }
+    }
+    problems
 }
 
 pub fn config(cmd: ConfigCommand) -> ExitCode {

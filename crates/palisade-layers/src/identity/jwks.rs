@@ -176,7 +176,7 @@ impl JwksCache {
     /// For a token whose key the cached set lacks: fetches unless such a fetch started within
     /// `min_refresh_interval`, or waits for the one in flight. True when the set changed, so
     /// the token is worth another try.
-    pub(super) async fn refresh_for_unknown_key(&self) -> bool {
+    pub async fn refresh_for_unknown_key(&self) -> bool {
         let seen = self.inner.keys.load_full();
         let mut last = self.inner.fetching.lock().await;
         if !Arc::ptr_eq(&seen, &self.inner.keys.load()) {

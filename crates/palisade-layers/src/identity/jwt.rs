@@ -96,7 +96,7 @@ impl JwtError {
     }
 
     /// Whether a fresh copy of a remote key set could change the answer.
-    fn wants_fresh_keys(self) -> bool {
+    pub fn wants_fresh_keys(self) -> bool {
         matches!(self, Self::UnknownKid | Self::NoKey)
     }
 }

@@ -19,6 +19,8 @@ pub mod keys;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use arrayvec::ArrayVec;
 
 pub use api_key::{ApiKeyConfigError, ApiKeyEntry, ApiKeyStore};
@@ -88,16 +90,28 @@ impl AuthError {
 /// The header API keys are read from unless configured otherwise.
 pub const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
 
-/// The credential checks of a route: a JWT verifier, API keys, or both.
-#[derive(Debug)]
+/// The credential checks of a route: a JWT verifier, API keys, or both. The verifiers are
+/// shared: routes that accept different methods hold the same ones.
+#[derive(Debug, Clone)]
 pub struct Authenticator {
-    jwt: Option<JwtVerifier>,
-    api_keys: Option<ApiKeyStore>,
+    jwt: Option<Arc<JwtVerifier>>,
+    api_keys: Option<Arc<ApiKeyStore>>,
     api_key_header: String,
+}
+
+/// What a request presents, before any JWT is verified.
+enum Presented<'a> {
+    Nothing,
+    Known(Identity),
+    Token(&'a str),
 }
 
 impl Authenticator {
     pub fn new(jwt: Option<JwtVerifier>, api_keys: Option<ApiKeyStore>) -> Self {
+        Self::shared(jwt.map(Arc::new), api_keys.map(Arc::new))
+    }
+
+    pub fn shared(jwt: Option<Arc<JwtVerifier>>, api_keys: Option<Arc<ApiKeyStore>>) -> Self {
         Self {
             jwt,
             api_keys,
@@ -112,7 +126,7 @@ impl Authenticator {
     }
 
     pub fn jwt(&self) -> Option<&JwtVerifier> {
-        self.jwt.as_ref()
+        self.jwt.as_deref()
     }
 
     /// The caller of a request with header `lines` (name, value) at `now` (Unix seconds);
@@ -127,6 +141,46 @@ impl Authenticator {
         lines: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
         now: u64,
     ) -> Result<Option<Identity>, AuthError> {
+        match self.presented(lines)? {
+            Presented::Nothing => Ok(None),
+            Presented::Known(identity) => Ok(Some(identity)),
+            Presented::Token(token) => match &self.jwt {
+                Some(jwt) => Ok(Some(jwt.verify(token, now).await?)),
+                None => Err(AuthError::UnknownApiKey),
+            },
+        }
+    }
+
+    /// As [`authenticate`](Self::authenticate) with the keys at hand: never fetches, never
+    /// waits. A token whose key is not cached is refused; [`AuthError::wants_fresh_keys`]
+    /// tells whether fetching the issuer's keys could change that.
+    pub fn authenticate_cached<'a>(
+        &self,
+        lines: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        now: u64,
+    ) -> Result<Option<Identity>, AuthError> {
+        match self.presented(lines)? {
+            Presented::Nothing => Ok(None),
+            Presented::Known(identity) => Ok(Some(identity)),
+            Presented::Token(token) => match &self.jwt {
+                Some(jwt) => Ok(Some(jwt.verify_cached(token, now)?)),
+                None => Err(AuthError::UnknownApiKey),
+            },
+        }
+    }
+
+    /// The JWK Set to fetch again for a request refused with `error`, when that may help.
+    pub fn refreshable(&self, error: &AuthError) -> Option<&JwksCache> {
+        match error {
+            AuthError::Jwt(e) if e.wants_fresh_keys() => self.jwt.as_ref()?.jwks(),
+            _ => None,
+        }
+    }
+
+    fn presented<'a>(
+        &self,
+        lines: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Presented<'a>, AuthError> {
         // Two values of a header are enough to know it is repeated.
         let mut authorization = ArrayVec::<&[u8], 2>::new();
         let mut api_key = ArrayVec::<&[u8], 2>::new();
@@ -146,11 +200,11 @@ impl Authenticator {
             let presented = credential::api_key(value)?;
             return store
                 .lookup(presented)
-                .map(Some)
+                .map(Presented::Known)
                 .ok_or(AuthError::UnknownApiKey);
         }
         let Some(value) = credential::single(authorization)? else {
-            return Ok(None);
+            return Ok(Presented::Nothing);
         };
         let token = credential::bearer_token(value)?;
         if let Some(identity) = self
@@ -158,11 +212,8 @@ impl Authenticator {
             .as_ref()
             .and_then(|s| s.lookup(token.as_bytes()))
         {
-            return Ok(Some(identity));
+            return Ok(Presented::Known(identity));
         }
-        match &self.jwt {
-            Some(jwt) => Ok(Some(jwt.verify(token, now).await?)),
-            None => Err(AuthError::UnknownApiKey),
-        }
+        Ok(Presented::Token(token))
     }
 }

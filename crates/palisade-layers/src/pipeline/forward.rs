@@ -90,6 +90,7 @@ pub fn keeps(head: &RequestHead<'_>, a: &Admitted<'_>, kind: Kind, name: &[u8]) 
         // Names that matter only on responses go on like any other request header.
         Kind::Other | Kind::Date | Kind::Traceresponse | Kind::Fingerprint | Kind::Security(_) => {
             !facts.connection_names(head.lines, name)
+                && !a.route.identity_headers.managed(name)
                 && !a
                     .route
                     .upstream
@@ -153,6 +154,9 @@ pub fn write_managed(a: &Admitted<'_>, sink: &mut impl HeaderSink) {
     }
     for (name, value) in extra {
         sink.configured(name, value);
+    }
+    if let Some(identity) = &a.ctx.identity {
+        super::identify::write_identity(&a.route.identity_headers, identity, sink);
     }
 }
 

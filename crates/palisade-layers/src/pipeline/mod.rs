@@ -12,10 +12,12 @@ pub mod call;
 pub mod checks;
 pub mod forward;
 pub mod head;
+pub mod identify;
 pub mod path;
 pub mod reject;
 pub mod respond;
 pub mod sanitize;
+pub mod webhook;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -66,6 +68,12 @@ pub struct RequestCtx {
     pub pointer: Option<String>,
     /// The upstream's `Retry-After` on a 5xx whose body was replaced ([`sanitize`]).
     pub retry_after: Option<http::HeaderValue>,
+    /// The verified caller on a route with `auth` ([`identify`]).
+    pub identity: Option<Box<crate::identity::Identity>>,
+    /// The `WWW-Authenticate` of a 401 or 403.
+    pub challenge: Option<String>,
+    /// Why a credential or a signature was refused: the problem's `reason` member.
+    pub reason: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -110,6 +118,9 @@ impl RequestCtx {
             allow: None,
             pointer: None,
             retry_after: None,
+            identity: None,
+            challenge: None,
+            reason: None,
         }
     }
 }
@@ -159,6 +170,10 @@ pub enum Admission<'a> {
     /// The fast codec cannot serve this request; the general codec takes the connection from
     /// this request on, before a byte of it is forwarded.
     General,
+    /// The request's token names a key the issuer's cached key set lacks: the codec fetches
+    /// the set ([`JwksCache::refresh_for_unknown_key`]) and admits the request again from its
+    /// head when the set changed (forgetting this context), else answers with the rejection.
+    Refresh(RequestCtx, Rejection, crate::identity::JwksCache),
 }
 
 /// Admits a request: reads its head, matches its route on the normalized path and runs the
@@ -194,11 +209,13 @@ pub fn admit<'a>(
         Err(bad) => return refuse(head, peer, snap, metrics, bad.into()),
     };
     let route = snap.router.find(facts.host, &normalized, head.method);
-    // h2c upstreams, and bodies checked against a JSON Schema (buffered whole first), are
-    // the general codec's.
+    // h2c upstreams, webhooks and bodies checked against a JSON Schema (both buffered whole
+    // first) are the general codec's.
     if codec == Codec::Fast
         && route.is_some_and(|r| {
-            r.upstream.is_http2() || (r.schema.is_some() && !facts.body.is_empty())
+            r.upstream.is_http2()
+                || r.webhook.is_some()
+                || (r.schema.is_some() && !facts.body.is_empty())
         })
     {
         return Admission::General;
@@ -257,6 +274,17 @@ pub fn admit<'a>(
         return Admission::Reject(ctx, rejection);
     }
     let mut ctx = ctx;
+    if let Some(auth) = &route.auth {
+        match identify::identify(auth, head, &mut ctx, &route.name) {
+            Ok(()) => {}
+            Err(identify::Refused::Answer(error)) => {
+                return Admission::Reject(ctx, Rejection { error, close });
+            }
+            Err(identify::Refused::Refresh(jwks, error)) => {
+                return Admission::Refresh(ctx, Rejection { error, close }, jwks);
+            }
+        }
+    }
     let mut pending_limits = None;
     if route.remote_limits {
         let header = |name: &str| head.value(name);
@@ -264,6 +292,7 @@ pub fn admit<'a>(
             client_ip: forwarding.client,
             route: &route.name,
             header: &header,
+            identity: ctx.identity.as_deref(),
         };
         pending_limits = Some(ratelimit::Pending::new(&route.limits, &input, &route.name));
     } else if !route.limits.is_empty() {
@@ -323,6 +352,7 @@ fn limit(
         client_ip,
         route: &route.name,
         header: &header,
+        identity: ctx.identity.as_deref(),
     };
     ratelimit::check(&route.limits, &input, &ctx.requester())
 }

@@ -43,10 +43,11 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
     let body = problem_body(
         rejection.error,
         record.request_id.to_str().unwrap_or_default(),
-        match (refused, &ctx.pointer) {
-            (Some((policy, _)), _) => Some(("policy", &**policy)),
-            (None, Some(pointer)) => Some(("pointer", pointer.as_str())),
-            (None, None) => None,
+        match (refused, &ctx.pointer, ctx.reason) {
+            (Some((policy, _)), _, _) => Some(("policy", &**policy)),
+            (None, Some(pointer), _) => Some(("pointer", pointer.as_str())),
+            (None, None, Some(reason)) => Some(("reason", reason)),
+            (None, None, None) => None,
         },
     );
     sink.status(status);
@@ -60,6 +61,9 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
     sink.header(b"cache-control", b"no-store");
     sink.header(b"x-content-type-options", b"nosniff");
     with_date(|date| sink.header(b"date", date));
+    if let Some(challenge) = &ctx.challenge {
+        sink.header(b"www-authenticate", challenge.as_bytes());
+    }
     if let Some(allow) = &ctx.allow {
         sink.header(b"allow", allow.as_bytes());
     }

@@ -66,6 +66,11 @@ enum KeyRule {
     Header(String),
     /// Every request of the route in one bucket.
     Route,
+    /// The verified caller's id (a JWT's user claim or an API key's id); the client address
+    /// for anonymous requests.
+    Identity,
+    /// The id of the API key the caller presented; the client address for anyone else.
+    ApiKey,
 }
 
 /// One quota: its limiter and what the fields say about it.
@@ -187,6 +192,21 @@ pub struct KeyInput<'a> {
     pub route: &'a str,
     /// The first value of a request header, by lowercase name.
     pub header: &'a dyn Fn(&str) -> Option<&'a [u8]>,
+    /// The verified caller, on a route with `auth`.
+    pub identity: Option<&'a crate::identity::Identity>,
+}
+
+impl KeyInput<'_> {
+    /// The caller's id when `rule` counts by it.
+    fn caller(&self, rule: &KeyRule) -> Option<&str> {
+        let identity = self.identity?;
+        let counts = match rule {
+            KeyRule::Identity => true,
+            KeyRule::ApiKey => identity.method == crate::identity::Method::ApiKey,
+            _ => false,
+        };
+        counts.then_some(identity.subject.as_str())
+    }
 }
 
 impl Policy {
@@ -202,6 +222,8 @@ impl Policy {
         let key = match cfg.key.split_once(':') {
             Some(("header", header)) => KeyRule::Header(header.to_ascii_lowercase()),
             _ if cfg.key == "route" => KeyRule::Route,
+            _ if cfg.key == "identity" => KeyRule::Identity,
+            _ if cfg.key == "api_key" => KeyRule::ApiKey,
             _ => KeyRule::ClientIp,
         };
         let per = cfg.per.get();
@@ -335,7 +357,12 @@ impl Policy {
 
     /// 0 for the policy's own quota, else 1 + the index of the request's tier.
     fn bucket_index(&self, input: &KeyInput<'_>) -> usize {
-        let tier = self.tier_header.as_deref().and_then(|h| (input.header)(h));
+        // A verified caller's tier wins over any header, which a client could set.
+        let verified = input
+            .identity
+            .and_then(|i| i.tier.as_deref())
+            .map(str::as_bytes);
+        let tier = verified.or_else(|| self.tier_header.as_deref().and_then(|h| (input.header)(h)));
         tier.and_then(|tier| {
             self.tiers
                 .iter()
@@ -360,6 +387,10 @@ impl Policy {
                 Some(value) => self.hasher.hash_one(("header", value)),
                 None => by_ip(),
             },
+            rule @ (KeyRule::Identity | KeyRule::ApiKey) => match input.caller(rule) {
+                Some(id) => self.hasher.hash_one(("caller", id)),
+                None => by_ip(),
+            },
         }
     }
 
@@ -373,6 +404,10 @@ impl Policy {
             KeyRule::Route => tagged("route:", input.route.as_bytes()),
             KeyRule::Header(name) => match (input.header)(name) {
                 Some(value) => tagged("header:", value),
+                None => by_ip(),
+            },
+            rule @ (KeyRule::Identity | KeyRule::ApiKey) => match input.caller(rule) {
+                Some(id) => tagged("caller:", id.as_bytes()),
                 None => by_ip(),
             },
         }

@@ -124,6 +124,30 @@ impl RedisBackend {
         out
     }
 
+    /// Records `material` (a webhook delivery's replay key) for `keep`: true the first time,
+    /// false when it was already there. The key is hashed, as a bucket's is.
+    pub async fn first_seen(&self, material: &[u8], keep: Duration) -> Result<bool, RedisFailure> {
+        if !self.breaker_allows() {
+            return Err(RedisFailure::BreakerOpen);
+        }
+        let key = self.key("webhook", "replay", material);
+        let mut connection = self.connection.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(&key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(keep.as_millis().max(1) as u64);
+        let call = set.query_async::<Option<String>>(&mut connection);
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) => Ok(answer.is_some()),
+            Ok(Err(error)) => Err(RedisFailure::Redis(error)),
+            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
+        };
+        self.record(result.is_ok());
+        result
+    }
+
     /// Runs the GCRA script for one request on `key`.
     pub async fn decide(
         &self,

@@ -56,6 +56,7 @@ fn anonymous(ip: &str) -> KeyInput<'static> {
         client_ip: ip.parse().unwrap(),
         route: "api",
         header: &no_headers,
+        identity: None,
     }
 }
 
@@ -124,6 +125,7 @@ fn each_key_has_its_own_bucket_and_header_keys_fall_back_to_the_address() {
             client_ip: ip.parse().unwrap(),
             route: "api",
             header: &header,
+            identity: None,
         })
         .allowed
     };
@@ -150,6 +152,7 @@ fn a_tier_named_by_its_header_gets_its_own_quota() {
             client_ip: "192.0.2.1".parse().unwrap(),
             route: "api",
             header: &header,
+            identity: None,
         })
     };
     let pro: Vec<bool> = (0..4).map(|_| ask(b"pro").allowed).collect();
@@ -216,6 +219,7 @@ fn memory_stays_bounded_whatever_keys_clients_send() {
             client_ip: ip,
             route: "api",
             header: &no_headers,
+            identity: None,
         });
     }
     assert_eq!(p.default.limiter.len(), 1000);
@@ -330,6 +334,7 @@ async fn redis_and_local_give_the_same_answers_for_the_same_sequence() {
             client_ip: ip.parse().unwrap(),
             route: "api",
             header: &header,
+            identity: None,
         };
         let on_local = Pending::new(std::slice::from_ref(&local), &input, &route)
             .run(&who)

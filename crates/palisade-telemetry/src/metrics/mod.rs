@@ -16,6 +16,7 @@ pub mod names;
 mod process;
 mod ratelimit;
 mod route;
+mod security;
 mod upstream;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use prometheus_client::registry::Registry;
 pub use exposition::Format;
 pub use ratelimit::RateLimitMetrics;
 pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
+pub use security::SecurityMetrics;
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
 
 use route::{RejectionLabels, RequestLabels, request_duration_histogram};
@@ -89,6 +91,7 @@ pub struct Metrics {
     audit_events: Counter,
     audit_dropped: Counter,
     ratelimit: ratelimit::RateLimitFamilies,
+    security: security::SecurityFamilies,
 }
 
 impl Metrics {
@@ -123,6 +126,7 @@ impl Metrics {
             audit_events: Counter::default(),
             audit_dropped: Counter::default(),
             ratelimit: Default::default(),
+            security: Default::default(),
             registry: Registry::default(),
         };
         let mut registry = std::mem::take(&mut metrics.registry);
@@ -282,6 +286,16 @@ impl Metrics {
             "Time one Redis rate-limit decision took, in seconds",
             self.ratelimit.redis_seconds.clone(),
         );
+        r.register(
+            AUTH_DECISIONS,
+            "Credential checks on routes with auth, by route, method (jwt, api_key, none) and result (ok, forbidden, or why the credential was refused)",
+            self.security.auth.clone(),
+        );
+        r.register(
+            WEBHOOK_VERIFICATIONS,
+            "Inbound webhook signature checks, by route, scheme and result (valid, skipped, replayed, or why the signature was refused)",
+            self.security.webhooks.clone(),
+        );
         #[cfg(target_os = "linux")]
         r.register_collector(Box::new(process::ProcessCollector));
     }
@@ -296,6 +310,11 @@ impl Metrics {
     /// Adds `delta` (1 or -1) to the open client connections.
     pub fn connections_open(&self, delta: i64) {
         self.connections_open.inc_by(delta);
+    }
+
+    /// The handle a route records its credential and signature checks with.
+    pub fn security(&self, route: &str) -> SecurityMetrics {
+        SecurityMetrics::new(route, &self.security)
     }
 
     /// The handle a rate-limit policy records its decisions with.

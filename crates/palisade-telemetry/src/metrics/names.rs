@@ -92,6 +92,14 @@ pub const RATELIMIT_OVERFLOW: &str = "palisade_ratelimit_overflow";
 pub const RATELIMIT_BACKEND_FALLBACKS: &str = "palisade_ratelimit_backend_fallbacks";
 /// Histogram `palisade_ratelimit_redis_seconds{policy}`: time one Redis decision took.
 pub const RATELIMIT_REDIS_SECONDS: &str = "palisade_ratelimit_redis_seconds";
+/// Counter `palisade_auth_decisions_total{route,method,result}`: credential checks on routes
+/// with `auth`; `method` is `jwt`, `api_key` or `none`, `result` is `ok`, `forbidden` (scopes
+/// missing) or the reason the credential was refused (`expired`, `bad_signature`, `missing`, ...).
+pub const AUTH_DECISIONS: &str = "palisade_auth_decisions";
+/// Counter `palisade_webhook_verifications_total{route,scheme,result}`: inbound webhook
+/// signature checks; `result` is `valid`, `skipped` (development mode without a secret),
+/// `replayed` or the reason the signature was refused.
+pub const WEBHOOK_VERIFICATIONS: &str = "palisade_webhook_verifications";
 /// Counter `palisade_connections_refused_total{reason}`: client connections closed at once
 /// (`per_ip`: the address already had `server.max_connections_per_ip` open).
 pub const CONNECTIONS_REFUSED: &str = "palisade_connections_refused";

@@ -14,6 +14,7 @@
 //! | `close=1` | `connection: close`, and the HTTP/1.1 connection closes after the response |
 //! | `hop=1` | add `connection: x-hop-test`, `x-hop-test`, `proxy-authenticate` for hop-by-hop tests |
 //! | `set_header=name:value` | add a response header (repeatable) |
+//! | `body=text` | answer with this (percent-encoded) text, `text/plain` unless `set_header` sets a type; with `chunked=1` in two chunks |
 //!
 //! Every response carries `x-upstream: palisade-testkit`, and on HTTP/1.1 also the hop-by-hop
 //! `keep-alive: timeout=5`. `GET /ws` with a WebSocket upgrade is answered with 101 and an

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod tokens;
 pub mod wire;
 
 use std::time::Duration;

@@ -31,6 +31,8 @@ pub enum Step {
     Respond(Respond),
     /// The upstream request head is in the output buffer.
     Forward(Forward),
+    /// Fetch the issuer's keys, then read the same head again; if they did not change, answer.
+    Refresh(Respond, crate::identity::JwksCache),
 }
 
 pub struct Respond {
@@ -106,6 +108,14 @@ pub fn request(
                 ctx,
                 rejection,
             }));
+        }
+        Admission::Refresh(ctx, rejection, jwks) => {
+            let respond = Respond {
+                consumed,
+                ctx,
+                rejection,
+            };
+            return Some(Step::Refresh(respond, jwks));
         }
         Admission::Forward(admitted) => admitted,
     };

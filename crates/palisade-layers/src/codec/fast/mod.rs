@@ -141,8 +141,18 @@ pub async fn serve(
                     peer,
                     &mut io.upstream_head,
                 );
-                if let Some(step) = parsed {
-                    break step;
+                match parsed {
+                    // Rare (a key rotated at the issuer): the head is read again after the
+                    // fetch, with the keys it brought.
+                    Some(Step::Refresh(respond, jwks)) => {
+                        if jwks.refresh_for_unknown_key().await {
+                            respond.ctx.record.forget();
+                            continue;
+                        }
+                        break Step::Respond(respond);
+                    }
+                    Some(step) => break step,
+                    None => {}
                 }
             }
             if start > 0 {
@@ -199,11 +209,20 @@ pub async fn serve(
                 let io = Rewind::new(client, rest).with_send_timeout(proxy.snapshot().send_timeout);
                 return Ended::Handoff(if served { io.after_http1() } else { io });
             }
+            // A refresh is decided in the loop above; its rejection is the answer here.
             Step::Respond(Respond {
                 consumed,
                 ctx,
                 mut rejection,
-            }) => {
+            })
+            | Step::Refresh(
+                Respond {
+                    consumed,
+                    ctx,
+                    mut rejection,
+                },
+                _,
+            ) => {
                 start += consumed;
                 // A body the answer leaves unread is skipped, never read as the next request:
                 // what came with the head at once, the rest after the answer (read and dropped

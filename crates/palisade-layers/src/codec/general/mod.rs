@@ -61,7 +61,7 @@ pub async fn handle(
         ip,
         ip_text: &ip_text,
     };
-    let admitted = {
+    let admitted = loop {
         let lines: Vec<Line<'_>> = req
             .headers()
             .iter()
@@ -74,7 +74,7 @@ pub async fn handle(
             version: req.version(),
             lines: &lines,
         };
-        match pipeline::admit(&head, peer, &snap, proxy.metrics(), Codec::General) {
+        break match pipeline::admit(&head, peer, &snap, proxy.metrics(), Codec::General) {
             Admission::Forward(a) => {
                 // The client's header values are moved, not copied, into the upstream
                 // request below: here only which ones go on is decided, in `lines` order.
@@ -102,7 +102,15 @@ pub async fn handle(
             Admission::Reject(ctx, rejection) => Err((ctx, rejection)),
             // Only the fast codec is ever sent elsewhere.
             Admission::General => return plain(StatusCode::INTERNAL_SERVER_ERROR),
-        }
+            // A key rotated at the issuer: the head is decided again after the fetch.
+            Admission::Refresh(ctx, rejection, jwks) => {
+                if jwks.refresh_for_unknown_key().await {
+                    ctx.record.forget();
+                    continue;
+                }
+                Err((ctx, rejection))
+            }
+        };
     };
     let out = match admitted {
         Ok(out) => out,
@@ -130,7 +138,7 @@ pub async fn handle(
         rejection.close |= !http_body::Body::is_end_stream(req.body());
         return reject(ctx, rejection, req.version());
     }
-    let headers = upstream_headers(std::mem::take(req.headers_mut()), &keep, managed);
+    let mut headers = upstream_headers(std::mem::take(req.headers_mut()), &keep, managed);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let version = req.version();
     let method = req.method().clone();
@@ -142,6 +150,40 @@ pub async fn handle(
         snap.request_body_timeout,
         Some(deadline.clone()),
     );
+    // A webhook's body is read whole and its signature checked over the bytes received, with
+    // the headers that go upstream (the signature's own pass unchanged).
+    let body =
+        match &route.webhook {
+            Some(hook) => {
+                let bytes = match read_whole(body).await {
+                    Ok(bytes) => bytes,
+                    Err(Some(error)) => {
+                        return reject(ctx, Rejection { error, close: true }, version);
+                    }
+                    Err(None) => {
+                        ctx.record.client_closed(0);
+                        return plain(StatusCode::BAD_REQUEST);
+                    }
+                };
+                let delivery =
+                    match pipeline::webhook::verify(hook, &headers, &bytes, &mut ctx, &route.name)
+                        .await
+                    {
+                        Ok(delivery) => delivery,
+                        Err(error) => return reject(ctx, Rejection { error, close }, version),
+                    };
+                use crate::pipeline::identify::{WEBHOOK_ID, WEBHOOK_VERIFIED};
+                headers.insert(
+                    WEBHOOK_VERIFIED,
+                    HeaderValue::from_static(delivery.verified),
+                );
+                if let Some(id) = delivery.id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                    headers.insert(WEBHOOK_ID, id);
+                }
+                RequestBody::buffered(bytes)
+            }
+            None => body,
+        };
     // A body checked against the route's JSON Schema is read whole first (within the route's
     // limit and the body timeout), then sent as it came.
     let body = match (&route.schema, http_body::Body::is_end_stream(&body)) {
@@ -443,6 +485,15 @@ enum Checked {
     /// The answer, and for a 422 the JSON pointer of the failing value.
     Refused(ProxyError, Option<String>),
     ClientLeft,
+}
+
+/// Reads a body whole; on failure the answer ([`client_fault`]), `None` when the client left.
+async fn read_whole(body: RequestBody) -> Result<bytes::Bytes, Option<ProxyError>> {
+    use http_body_util::BodyExt;
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => Err(client_fault(&error)),
+    }
 }
 
 /// Reads a body whole and checks it against `schema`.
