@@ -302,3 +302,67 @@ fn validate_reports_a_key_file_that_does_not_parse() {
         "{stderr}"
     );
 }
+
+/// Credential headers face attackers: any bytes in `Authorization` and `X-API-Key`, once or
+/// twice, on an auth route get a 4xx (400 from the parser, 401/403 from the check), never a
+/// 5xx or a hang, on both codecs; and the gateway logs no panic.
+fn no_credential_bytes_get_a_5xx(codec: Codec) {
+    use common::raw::{Answer, Conn};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_up, gw) = rt.block_on(gateway(codec, "keys_file = \"jwt.json\""));
+    let value = prop_oneof![
+        "[ -~]{0,64}",
+        "Bearer [ -~]{0,80}",
+        "Bearer [A-Za-z0-9_-]{1,30}\\.[A-Za-z0-9_-]{0,30}\\.[A-Za-z0-9_-]{0,30}",
+        prop::collection::vec(any::<u8>(), 0..40)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        "[A-Za-z]{0,8} {0,3}[ -~]{0,9000}",
+    ];
+    let header = prop::sample::select(vec!["authorization", "x-api-key", "Authorization"]);
+    let path = prop::sample::select(vec!["/jwt", "/keys", "/write"]);
+    let case = (path, prop::collection::vec((header, value), 1..3));
+    let mut runner = TestRunner::new(Config {
+        cases: 150,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case, |(path, lines)| {
+            let lines: String = lines.iter().map(|(h, v)| format!("{h}: {v}\r\n")).collect();
+            let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\n{lines}\r\n");
+            let answer = rt.block_on(async {
+                let mut conn = Conn::open(&gw).await;
+                conn.send(request.as_bytes()).await;
+                conn.answer().await
+            });
+            match &answer {
+                Answer::Reply(reply, _) => prop_assert!(
+                    (400..500).contains(&reply.status),
+                    "{request:?} -> {}",
+                    answer.describe()
+                ),
+                Answer::Closed(_) => {}
+                _ => prop_assert!(false, "{request:?} -> {}", answer.describe()),
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+    let panicked = gw
+        .output_lines()
+        .into_iter()
+        .filter(|l| l.contains("panicked"))
+        .count();
+    assert_eq!(panicked, 0);
+}
+
+#[test]
+fn no_credential_bytes_get_a_5xx_on_the_fast_codec() {
+    no_credential_bytes_get_a_5xx(Codec::Fast);
+}
+
+#[test]
+fn no_credential_bytes_get_a_5xx_on_the_general_codec() {
+    no_credential_bytes_get_a_5xx(Codec::General);
+}
