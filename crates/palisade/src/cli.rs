@@ -1,4 +1,5 @@
-//! The command line: `run`, `validate`, `config example`, `config schema`, `ratelimit simulate`.
+//! The command line: `run`, `validate`, `config example`, `config schema`, `ratelimit simulate`,
+//! `schema check`, `jwt verify`, `webhook verify` and `webhook sign`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -6,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use palisade_config::{ConfigErrors, LoadedConfig};
+
+use crate::inspect::{JwtCommand, WebhookCommand};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +37,12 @@ pub enum Command {
     /// JSON Schema tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// JWT tools.
+    #[command(subcommand)]
+    Jwt(JwtCommand),
+    /// Inbound webhook tools.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
 }
 
 #[derive(Subcommand)]

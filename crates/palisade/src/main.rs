@@ -5,6 +5,7 @@
 
 mod caps;
 mod cli;
+mod inspect;
 mod lifecycle;
 mod ops;
 mod readiness;
@@ -28,5 +29,10 @@ fn main() -> ExitCode {
         cli::Command::Config(cmd) => cli::config(cmd),
         cli::Command::Ratelimit(cli::RatelimitCommand::Simulate(args)) => simulate::simulate(&args),
         cli::Command::Schema(cli::SchemaCommand::Check(args)) => cli::schema_check(&args),
+        cli::Command::Jwt(inspect::JwtCommand::Verify(args)) => inspect::jwt_verify(&args),
+        cli::Command::Webhook(inspect::WebhookCommand::Verify(args)) => {
+            inspect::webhook_verify(&args)
+        }
+        cli::Command::Webhook(inspect::WebhookCommand::Sign(args)) => inspect::webhook_sign(&args),
     }
 }
