@@ -6,6 +6,8 @@
 #   FULL=1 bench/callgrind.sh          the full default stack (access log, audit)
 #   LIMITS=1 bench/callgrind.sh        every request also counted against a per-IP policy and a
 #                                      tiered per-user policy (never exhausted by this load)
+#   AUTH=1 bench/callgrind.sh          every request carries an HS256 JWT that the route verifies
+#                                      (auth = "jwt"); NGINX gets the same header and ignores it
 #
 # Layout: an NGINX upstream answering `return 200` with a 100-byte body on 127.0.0.1:18180; NGINX
 # (master_process off, 1 worker, upstream keep-alive) on :18181 and Palisade (1 worker thread,
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 requests=${1:-20000}
 full=${FULL:-0}
 limits=${LIMITS:-0}
+auth=${AUTH:-0}
 for tool in nginx hey valgrind callgrind_control; do
   if ! command -v "$tool" >/dev/null; then
     echo "bench/callgrind.sh: installing what is missing ($tool)" >&2
@@ -83,6 +86,25 @@ if [[ $limits == 1 ]]; then
   cat bench/limits.toml >> "$work/palisade.toml"
 fi
 
+headers=()
+if [[ $auth == 1 ]]; then
+  # A 32-byte secret as an oct JWK, and a token signed with it (valid for a day).
+  token=$(python3 - "$work/jwt.json" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+secret = b"palisade-bench-secret-0123456789abcdef"
+json.dump({"kty": "oct", "k": b64(secret), "alg": "HS256"}, open(sys.argv[1], "w"))
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "bench-user", "plan": "pro", "exp": int(time.time()) + 86400}).encode())
+sig = b64(hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest())
+print(f"{head}.{body}.{sig}")
+PY
+)
+  sed -i 's/^upstream = "app"$/upstream = "app"\nauth = "jwt"/' "$work/palisade.toml"
+  printf '[auth.jwt]\nkeys_file = "%s"\nalgorithms = ["HS256"]\n' "$work/jwt.json" >> "$work/palisade.toml"
+  headers=(-H "Authorization: Bearer $token")
+fi
+
 nginx -c "$work/up/nginx.conf" & pids+=($!)
 valgrind --tool=callgrind --callgrind-out-file="$work/nginx.%p.out" \
   nginx -c "$work/px/nginx.conf" 2>"$work/nginx.valgrind.log" & pids+=($!); nginx_pid=$!
@@ -94,8 +116,8 @@ wait_for 18180; wait_for 18181; wait_for 18182
 
 # Instructions (Ir) counted since the last zeroing, from a dump of process PID.
 measure() {  # PID PORT METHOD
-  local pid=$1 port=$2 method=$3 args=()
-  [[ $method == POST ]] && args=(-m POST -D "$work/body.json" -T application/json)
+  local pid=$1 port=$2 method=$3 args=("${headers[@]}")
+  [[ $method == POST ]] && args+=(-m POST -D "$work/body.json" -T application/json)
   timeout 600 hey -n 2000 -c 10 "${args[@]}" "http://127.0.0.1:$port/" >/dev/null
   callgrind_control -z "$pid" >/dev/null
   timeout 1200 hey -n "$requests" -c 10 "${args[@]}" "http://127.0.0.1:$port/" > "$work/hey.$port.$method.txt"

@@ -94,11 +94,11 @@ impl Verifiers {
             HeaderName::from_bytes(n.as_bytes())
                 .map_err(|_| VerifierError::Headers(format!("invalid header name {n:?}")))
         };
-        let headers = IdentityHeaders {
-            user: name(&auth.headers.user)?,
-            tier: name(&auth.headers.tier)?,
-            method: name(&auth.headers.method)?,
-        };
+        let headers = IdentityHeaders::new(
+            name(&auth.headers.user)?,
+            name(&auth.headers.tier)?,
+            name(&auth.headers.method)?,
+        );
         Ok(Self {
             jwt,
             api_keys,

@@ -162,6 +162,11 @@ impl JwksCache {
         self.inner.keys.load()
     }
 
+    /// The cached set, as an `Arc` a verified token can be remembered with.
+    pub fn current_full(&self) -> Arc<KeySet> {
+        self.inner.keys.load_full()
+    }
+
     pub fn options(&self) -> &JwksOptions {
         &self.inner.options
     }

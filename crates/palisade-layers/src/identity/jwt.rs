@@ -171,25 +171,31 @@ impl JwtRules {
         &self.algorithms
     }
 
-    /// The identity the claims describe, if they pass every check at `now` (Unix seconds).
-    fn identity(&self, claims: &Map<String, Value>, now: u64) -> Result<Identity, JwtError> {
+    /// The identity the claims describe, if they pass every check at `now` (Unix seconds), and
+    /// the span of time in which they keep passing.
+    fn identity(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(Identity, Validity), JwtError> {
         let claim = |name: &str| claims.get(name).filter(|v| !v.is_null());
         if self.required_claims.iter().any(|c| claim(c).is_none()) {
             return Err(JwtError::MissingClaim);
         }
         let leeway = self.leeway.as_secs();
+        let mut validity = Validity {
+            before: u64::MAX,
+            from: 0,
+        };
         // RFC 7519 §4.1.4: now must be before exp. A fractional date is rounded towards refusal.
-        if let Some(exp) = claim("exp")
-            && now >= numeric_date(exp, f64::floor)?.saturating_add(leeway)
-        {
-            return Err(JwtError::Expired);
+        if let Some(exp) = claim("exp") {
+            validity.before = numeric_date(exp, f64::floor)?.saturating_add(leeway);
         }
         // §4.1.5: now must be at or after nbf.
-        if let Some(nbf) = claim("nbf")
-            && numeric_date(nbf, f64::ceil)? > now.saturating_add(leeway)
-        {
-            return Err(JwtError::NotYetValid);
+        if let Some(nbf) = claim("nbf") {
+            validity.from = numeric_date(nbf, f64::ceil)?.saturating_sub(leeway);
         }
+        validity.check(now)?;
         let issuer = claim("iss")
             .map(|v| v.as_str().ok_or(JwtError::InvalidClaim))
             .transpose()?;
@@ -218,12 +224,67 @@ impl JwtRules {
             Some(Value::String(t)) => Some(t.clone()),
             Some(_) => return Err(JwtError::InvalidClaim),
         };
-        Ok(Identity {
+        let identity = Identity {
             subject,
             tier,
             method: Method::Jwt,
             scopes: scopes(claim("scope"), claim("scp"))?,
-        })
+        };
+        Ok((identity, validity))
+    }
+}
+
+/// When a token's time claims pass, leeway included: from `from` (Unix seconds) to just
+/// before `before`.
+#[derive(Debug, Clone, Copy)]
+struct Validity {
+    before: u64,
+    from: u64,
+}
+
+impl Validity {
+    fn check(self, now: u64) -> Result<(), JwtError> {
+        if now >= self.before {
+            Err(JwtError::Expired)
+        } else if now < self.from {
+            Err(JwtError::NotYetValid)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Most tokens a verifier remembers as verified; past it the memory starts over.
+const CACHED_TOKENS: usize = 10_000;
+
+/// Tokens that verified, by their exact text: a client sends the same token with request after
+/// request, and its signature and claims need checking once. The time claims are checked again
+/// on every use, and an entry counts only with the key set it was verified with (a JWK Set that
+/// dropped the key makes it verify again). Only the issuer can mint valid tokens, so a client
+/// cannot fill the memory with them; it is bounded anyway.
+#[derive(Debug, Default)]
+struct Verified(dashmap::DashMap<Box<str>, (Identity, Validity, Option<std::sync::Arc<KeySet>>)>);
+
+impl Verified {
+    fn get(&self, token: &str, keys: Option<&std::sync::Arc<KeySet>>, now: u64) -> Option<Result<Identity, JwtError>> {
+        let entry = self.0.get(token)?;
+        let (identity, validity, with) = &*entry;
+        let same_keys = match (with, keys) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_keys {
+            return None;
+        }
+        Some(validity.check(now).map(|()| identity.clone()))
+    }
+
+    fn put(&self, token: &str, identity: &Identity, validity: Validity, keys: Option<std::sync::Arc<KeySet>>) {
+        if self.0.len() >= CACHED_TOKENS {
+            self.0.clear();
+        }
+        self.0.insert(token.into(), (identity.clone(), validity, keys));
     }
 }
 
@@ -360,6 +421,7 @@ enum Keys {
 pub struct JwtVerifier {
     rules: JwtRules,
     keys: Keys,
+    verified: Verified,
 }
 
 impl JwtVerifier {
@@ -377,6 +439,7 @@ impl JwtVerifier {
         Ok(Self {
             rules,
             keys: Keys::Fixed(keys),
+            verified: Verified::default(),
         })
     }
 
@@ -385,6 +448,7 @@ impl JwtVerifier {
         Self {
             rules,
             keys: Keys::Remote(jwks),
+            verified: Verified::default(),
         }
     }
 
@@ -403,10 +467,21 @@ impl JwtVerifier {
     /// Verifies `token` at `now` (Unix seconds) with the keys at hand: never fetches, never
     /// waits. A token whose key is not cached is refused (`unknown_kid`, `no_key`).
     pub fn verify_cached(&self, token: &str, now: u64) -> Result<Identity, JwtError> {
-        match &self.keys {
-            Keys::Fixed(keys) => self.check(token, keys, now),
-            Keys::Remote(jwks) => self.check(token, &jwks.current(), now),
+        let remote = match &self.keys {
+            Keys::Fixed(_) => None,
+            Keys::Remote(jwks) => Some(jwks.current_full()),
+        };
+        if let Some(answer) = self.verified.get(token, remote.as_ref(), now) {
+            return answer;
         }
+        let keys = match (&self.keys, &remote) {
+            (Keys::Fixed(keys), _) => keys,
+            (Keys::Remote(_), Some(keys)) => keys,
+            (Keys::Remote(_), None) => unreachable!("a remote verifier has the current set"),
+        };
+        let (identity, validity) = self.check(token, keys, now)?;
+        self.verified.put(token, &identity, validity, remote);
+        Ok(identity)
     }
 
     /// Verifies `token` at `now` (Unix seconds). With a JWK Set, a token whose key is not in
@@ -425,7 +500,7 @@ impl JwtVerifier {
         }
     }
 
-    fn check(&self, token: &str, keys: &KeySet, now: u64) -> Result<Identity, JwtError> {
+    fn check(&self, token: &str, keys: &KeySet, now: u64) -> Result<(Identity, Validity), JwtError> {
         let payload = verify_jws(token, keys, &self.rules.algorithms)?;
         self.rules.identity(&json_object(payload)?, now)
     }

@@ -32,16 +32,32 @@ pub struct IdentityHeaders {
     pub user: HeaderName,
     pub tier: HeaderName,
     pub method: HeaderName,
+    /// Bit `n` set when one of the managed names is `n` bytes long: most client headers are
+    /// told apart by their length alone, on every request of every route.
+    lengths: u64,
 }
 
 /// The scheme of a verified webhook delivery, or `skipped`.
-pub const WEBHOOK_VERIFIED: HeaderName = HeaderName::from_static("x-webhook-verified");
+pub static WEBHOOK_VERIFIED: HeaderName = HeaderName::from_static("x-webhook-verified");
 /// The id of a verified webhook delivery, when its scheme has one.
-pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("x-webhook-id");
+pub static WEBHOOK_ID: HeaderName = HeaderName::from_static("x-webhook-id");
 
 impl IdentityHeaders {
-    /// Whether a client's header `name` is one of these (or a webhook one): it is dropped.
-    pub fn managed(&self, name: &[u8]) -> bool {
+    pub fn new(user: HeaderName, tier: HeaderName, method: HeaderName) -> Self {
+        let mut this = Self {
+            user,
+            tier,
+            method,
+            lengths: 0,
+        };
+        let lengths = this.names().map(|name| name.as_str().len() as u32);
+        for len in lengths {
+            this.lengths |= 1u64.checked_shl(len).unwrap_or(0);
+        }
+        this
+    }
+
+    fn names(&self) -> [&HeaderName; 5] {
         [
             &self.user,
             &self.tier,
@@ -49,18 +65,27 @@ impl IdentityHeaders {
             &WEBHOOK_VERIFIED,
             &WEBHOOK_ID,
         ]
-        .iter()
-        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a client's header `name` is one of these (or a webhook one): it is dropped.
+    pub fn managed(&self, name: &[u8]) -> bool {
+        // Names of 64 bytes or more are compared one by one.
+        let bit = 1u64.checked_shl(name.len() as u32).unwrap_or(u64::MAX);
+        self.lengths & bit != 0
+            && self
+                .names()
+                .iter()
+                .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
     }
 }
 
 impl Default for IdentityHeaders {
     fn default() -> Self {
-        Self {
-            user: HeaderName::from_static("x-user-id"),
-            tier: HeaderName::from_static("x-user-tier"),
-            method: HeaderName::from_static("x-auth-method"),
-        }
+        Self::new(
+            HeaderName::from_static("x-user-id"),
+            HeaderName::from_static("x-user-tier"),
+            HeaderName::from_static("x-auth-method"),
+        )
     }
 }
 
@@ -192,4 +217,33 @@ pub fn write_identity(
         headers.method.as_str().as_bytes(),
         identity.method.as_str().as_bytes(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_names_are_found_in_any_case_and_others_pass() {
+        let long = HeaderName::from_bytes(&[b'x'; 70]).unwrap();
+        let headers = IdentityHeaders::new(
+            HeaderName::from_static("x-caller"),
+            long.clone(),
+            HeaderName::from_static("x-auth-method"),
+        );
+        for name in [
+            "x-caller",
+            "X-Caller",
+            "x-auth-method",
+            "x-webhook-verified",
+            "X-Webhook-Id",
+        ] {
+            assert!(headers.managed(name.as_bytes()), "{name}");
+        }
+        assert!(headers.managed(long.as_str().to_ascii_uppercase().as_bytes()));
+        for name in ["x-user-id", "content-type", "x-callers", "user-agent", ""] {
+            assert!(!headers.managed(name.as_bytes()), "{name}");
+        }
+        assert!(!headers.managed(&[b'y'; 70]));
+    }
 }

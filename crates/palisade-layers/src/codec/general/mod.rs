@@ -173,12 +173,10 @@ pub async fn handle(
                         Err(error) => return reject(ctx, Rejection { error, close }, version),
                     };
                 use crate::pipeline::identify::{WEBHOOK_ID, WEBHOOK_VERIFIED};
-                headers.insert(
-                    WEBHOOK_VERIFIED,
-                    HeaderValue::from_static(delivery.verified),
-                );
+                let verified = HeaderValue::from_static(delivery.verified);
+                headers.insert(WEBHOOK_VERIFIED.clone(), verified);
                 if let Some(id) = delivery.id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                    headers.insert(WEBHOOK_ID, id);
+                    headers.insert(WEBHOOK_ID.clone(), id);
                 }
                 RequestBody::buffered(bytes)
             }

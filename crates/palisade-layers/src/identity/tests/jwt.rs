@@ -565,3 +565,24 @@ fn reasons_are_distinct_labels() {
             .all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
     );
 }
+
+#[test]
+fn a_remembered_token_is_still_checked_against_the_clock() {
+    let token = sign(
+        &rs256(),
+        &json!({ "sub": "a", "exp": NOW + 10, "nbf": NOW - 5 }),
+        &rsa_signer(),
+        Algorithm::RS256,
+    );
+    let verifier = verifier(at_leeway(0), rsa_keys());
+    assert!(verifier.verify_cached(&token, NOW).is_ok());
+    // The second use comes from memory, and the same rules hold.
+    assert!(verifier.verify_cached(&token, NOW + 9).is_ok());
+    assert_eq!(verifier.verify_cached(&token, NOW + 10), Err(JwtError::Expired));
+    assert_eq!(verifier.verify_cached(&token, NOW - 6), Err(JwtError::NotYetValid));
+    // A token differing in one byte of its signature is not the remembered one.
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(verifier.verify_cached(&forged, NOW).is_err());
+}
