@@ -21,6 +21,7 @@ pub mod problem;
 pub mod proxy;
 pub mod ratelimit;
 pub mod request_id;
+pub mod resilience;
 pub mod routing;
 pub mod trace_context;
 pub mod upstream;
