@@ -228,6 +228,92 @@ pub struct UpstreamConfig {
     /// hop-by-hop headers, Content-Length) and names containing "_" are refused.
     #[serde(default)]
     pub request_headers: BTreeMap<String, Secret>,
+    /// `[upstreams.NAME.breaker]`: stop calling this upstream while it fails, and answer with
+    /// the fallback (or 503 with `Retry-After`) until it has had time to recover. Absent: no
+    /// breaker.
+    #[serde(default)]
+    pub breaker: Option<BreakerSettings>,
+    /// `[upstreams.NAME.fallback]`: the response while the breaker is open, instead of 503.
+    #[serde(default)]
+    pub fallback: Option<FallbackConfig>,
+}
+
+/// When an upstream's circuit breaker opens and how it recovers.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Open when at least this share of the calls in `window` failed ...
+    #[serde(default = "default_failure_rate")]
+    pub failure_rate: f64,
+    /// ... and at least this many calls were made in it: a few failures of a quiet upstream do
+    /// not open it.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+    /// The sliding window the failure rate is counted over.
+    #[serde(default = "default_breaker_window")]
+    pub window: Duration,
+    /// How long the breaker stays open before it lets probes through.
+    #[serde(default = "default_open_for")]
+    pub open_for: Duration,
+    /// Calls let through while half-open; if they all succeed the breaker closes, if one fails
+    /// it opens again.
+    #[serde(default = "default_half_open_probes")]
+    pub half_open_probes: u32,
+    /// What counts as a failure: "5xx" (a response status of 500 or more), "timeout" (no
+    /// response head within the route's timeout), "connect" (no connection, or a broken one).
+    #[serde(default = "default_failure_on")]
+    pub failure_on: Vec<String>,
+}
+
+/// A static response served while an upstream's breaker is open.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// The status, e.g. 503, or 200 for a degraded but useful answer.
+    #[serde(default = "default_fallback_status")]
+    pub status: u16,
+    /// The body, e.g. '{"error":"temporarily unavailable"}'.
+    #[serde(default)]
+    pub body: String,
+    /// The body's media type.
+    #[serde(default = "default_fallback_content_type")]
+    pub content_type: String,
+}
+
+fn default_failure_rate() -> f64 {
+    0.5
+}
+
+fn default_min_requests() -> u32 {
+    20
+}
+
+fn default_breaker_window() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_open_for() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_half_open_probes() -> u32 {
+    3
+}
+
+fn default_failure_on() -> Vec<String> {
+    ["5xx", "timeout", "connect"].map(str::to_owned).to_vec()
+}
+
+fn default_fallback_status() -> u16 {
+    503
+}
+
+fn default_fallback_content_type() -> String {
+    "application/json".to_owned()
+}
+
+fn default_queue_timeout() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// How a route's `path` is compared with the request path.
@@ -311,6 +397,18 @@ pub struct RouteConfig {
     /// exhausted, the one with the longest wait answers 429.
     #[serde(default)]
     pub rate_limits: Vec<String>,
+    /// Most requests of this route in flight at once; more wait in a queue of `queue` for at
+    /// most `queue_timeout`, and past either get 503 with `Retry-After` at once instead of
+    /// piling up latency. Absent: no limit.
+    #[serde(default)]
+    pub concurrency_limit: Option<usize>,
+    /// Requests that may wait for a slot under `concurrency_limit`; 0 (the default) sheds as
+    /// soon as the limit is reached.
+    #[serde(default)]
+    pub queue: usize,
+    /// The longest wait in that queue.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Duration,
     /// Who may call this route: "none" (the default: anyone), "jwt" (a valid token from
     /// `[auth.jwt]` in `Authorization: Bearer`), "api_key" (a key of `[auth.api_keys]`) or
     /// "either". A request without valid credentials gets 401 with `WWW-Authenticate`.

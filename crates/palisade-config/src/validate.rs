@@ -295,6 +295,58 @@ fn check_upstream(upstream: &UpstreamConfig, path: &FieldPath, issues: &mut Vec<
         path.key("connect_timeout"),
         issues,
     );
+    if let Some(breaker) = &upstream.breaker {
+        let at = path.key("breaker");
+        if !(breaker.failure_rate > 0.0 && breaker.failure_rate <= 1.0) {
+            issues.push(Issue::new(
+                at.key("failure_rate"),
+                "must be more than 0 and at most 1, e.g. 0.5 for half of the calls",
+            ));
+        }
+        if breaker.min_requests == 0 {
+            issues.push(Issue::new(
+                at.key("min_requests"),
+                "must be at least 1, e.g. 20",
+            ));
+        }
+        if breaker.half_open_probes == 0 {
+            issues.push(Issue::new(
+                at.key("half_open_probes"),
+                "must be at least 1, e.g. 3",
+            ));
+        }
+        check_positive(breaker.window, at.key("window"), issues);
+        check_positive(breaker.open_for, at.key("open_for"), issues);
+        for (i, on) in breaker.failure_on.iter().enumerate() {
+            if !["5xx", "timeout", "connect"].contains(&on.as_str()) {
+                issues.push(Issue::new(
+                    at.key("failure_on").index(i),
+                    format!("{on:?} is not a failure; valid: \"5xx\", \"timeout\", \"connect\""),
+                ));
+            }
+        }
+    }
+    if let Some(fallback) = &upstream.fallback {
+        let at = path.key("fallback");
+        if !(200..=599).contains(&fallback.status) {
+            issues.push(Issue::new(
+                at.key("status"),
+                "must be a status from 200 to 599, e.g. 503",
+            ));
+        }
+        if !valid_header_value(&fallback.content_type) || fallback.content_type.is_empty() {
+            issues.push(Issue::new(
+                at.key("content_type"),
+                "must be a media type, e.g. \"application/json\"",
+            ));
+        }
+        if upstream.breaker.is_none() {
+            issues.push(Issue::new(
+                at,
+                "a fallback answers while the breaker is open: add [upstreams.NAME.breaker]",
+            ));
+        }
+    }
     for (name, value) in &upstream.request_headers {
         let header_path = path.key("request_headers").key(name);
         if !is_token(name) {
@@ -475,6 +527,13 @@ fn check_routes(draft: &Draft, issues: &mut Vec<Issue>) {
             }
         }
         crate::validate_auth::check_route_auth(draft, route, &path, issues);
+        if route.concurrency_limit == Some(0) {
+            issues.push(Issue::new(
+                path.key("concurrency_limit"),
+                "must be at least 1, e.g. 100; leave it out for no limit",
+            ));
+        }
+        check_positive(route.queue_timeout, path.key("queue_timeout"), issues);
         for (j, policy) in route.rate_limits.iter().enumerate() {
             if !draft.rate_limits.contains_key(policy) {
                 let defined = if draft.rate_limits.is_empty() {

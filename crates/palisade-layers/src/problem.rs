@@ -53,6 +53,14 @@ pub enum ProxyError {
     /// A webhook delivery that was already accepted, sent again.
     #[error("this webhook delivery was already received")]
     Replayed,
+    /// The route's concurrency limit and its queue are full, or the wait was too long.
+    #[error("the service is at capacity; retry after the time Retry-After gives")]
+    Overloaded,
+    /// The upstream's circuit breaker is open: it is failing and gets time to recover.
+    #[error(
+        "the service is failing and gets time to recover; retry after the time Retry-After gives"
+    )]
+    CircuitOpen,
     /// The upstream failed with this 5xx status and a body that would have shown its
     /// internals (a stack trace, an HTML error page), which the gateway replaced.
     #[error("the service failed to answer this request")]
@@ -75,6 +83,7 @@ impl ProxyError {
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Replayed => StatusCode::CONFLICT,
+            Self::Overloaded | Self::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamFailed(status) => {
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -98,6 +107,8 @@ impl ProxyError {
             Self::Forbidden => "forbidden",
             Self::BadSignature => "bad-signature",
             Self::Replayed => "replayed",
+            Self::Overloaded => "overloaded",
+            Self::CircuitOpen => "circuit-open",
             Self::UpstreamFailed(_) => "upstream-error",
         }
     }
@@ -117,6 +128,7 @@ impl ProxyError {
             Self::Unauthorized | Self::BadSignature => "Unauthorized",
             Self::Forbidden => "Forbidden",
             Self::Replayed => "Conflict",
+            Self::Overloaded | Self::CircuitOpen => "Service Unavailable",
             Self::UpstreamFailed(_) => self.status().canonical_reason().unwrap_or("Server Error"),
         }
     }

@@ -43,6 +43,9 @@ pub struct Retained {
     pub audit: AuditSink,
     /// The JWT verifier, with its cached JWK Set, while `[auth.jwt]` stays the same.
     pub jwt: crate::verifiers::RetainedJwt,
+    /// Upstreams' circuit breakers, by upstream name, while their settings stay the same: a
+    /// reload does not close an open breaker.
+    pub breakers: crate::resilience::Breakers<String>,
 }
 
 impl Retained {
@@ -53,6 +56,7 @@ impl Retained {
             limiters: ratelimit::Registry::default().with_redis(redis),
             audit,
             jwt: Default::default(),
+            breakers: Default::default(),
         }
     }
 }
@@ -89,14 +93,27 @@ impl Snapshot {
         let cfg = &loaded.config;
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for (name, up) in &cfg.upstreams {
-            let metrics = metrics.upstream(name);
-            upstreams.push(Arc::new(Upstream::new(
-                name,
-                up,
-                metrics,
-                &retained.endpoints,
-            )?));
+            let upstream_metrics = metrics.upstream(name);
+            let mut upstream = Upstream::new(name, up, upstream_metrics, &retained.endpoints)?;
+            if let Some(settings) = &up.breaker {
+                use crate::pipeline::guard;
+                let breaker =
+                    retained
+                        .breakers
+                        .get(name, &guard::breaker_config(settings), |name| {
+                            Some(guard::observer(name, metrics.breaker(name)))
+                        });
+                upstream.guard = Some(guard::UpstreamGuard::new(
+                    breaker,
+                    settings,
+                    up.fallback.as_ref(),
+                ));
+            }
+            upstreams.push(Arc::new(upstream));
         }
+        retained
+            .breakers
+            .retain(|name| cfg.upstreams.get(name).is_some_and(|u| u.breaker.is_some()));
         retained.endpoints.retain(&upstreams);
         let policies = retained
             .limiters
@@ -127,6 +144,15 @@ impl Snapshot {
             route.sanitize_errors = r.sanitize_errors.unwrap_or(production);
             route.auth = verifiers.route_auth(r, metrics, &retained.audit);
             route.identity_headers = verifiers.headers.clone();
+            route.concurrency = r.concurrency_limit.map(|limit| {
+                let shedding = metrics.shedding(&r.name);
+                crate::pipeline::guard::RouteLimit::new(
+                    limit,
+                    r.queue,
+                    r.queue_timeout.get(),
+                    shedding,
+                )
+            });
             let development = cfg.mode == palisade_config::Mode::Development;
             let redis = retained.limiters.redis();
             route.webhook = crate::verifiers::route_webhook(

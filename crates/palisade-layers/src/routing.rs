@@ -54,6 +54,8 @@ pub struct Route {
     pub identity_headers: Arc<crate::pipeline::identify::IdentityHeaders>,
     /// `[routes.webhook]`: every request's signature is checked ([`crate::pipeline::webhook`]).
     pub webhook: Option<crate::pipeline::webhook::RouteWebhook>,
+    /// `concurrency_limit`: requests in flight, with a bounded queue ([`crate::pipeline::guard`]).
+    pub concurrency: Option<crate::pipeline::guard::RouteLimit>,
     pub metrics: RouteMetrics,
 }
 
@@ -106,6 +108,7 @@ impl Route {
             auth: None,
             identity_headers: Arc::default(),
             webhook: None,
+            concurrency: None,
             metrics,
         }
     }

@@ -32,6 +32,8 @@ pub struct Upstream {
     pub required: bool,
     pub connect_timeout: Duration,
     pub metrics: UpstreamMetrics,
+    /// `[upstreams.NAME.breaker]`: its circuit breaker and fallback.
+    pub guard: Option<crate::pipeline::guard::UpstreamGuard>,
 }
 
 impl fmt::Debug for Upstream {
@@ -145,6 +147,7 @@ impl Upstream {
             required: cfg.required,
             connect_timeout: cfg.connect_timeout.get(),
             metrics,
+            guard: None,
         })
     }
 

@@ -263,10 +263,19 @@ const CACHED_TOKENS: usize = 10_000;
 /// dropped the key makes it verify again). Only the issuer can mint valid tokens, so a client
 /// cannot fill the memory with them; it is bounded anyway.
 #[derive(Debug, Default)]
-struct Verified(dashmap::DashMap<Box<str>, (Identity, Validity, Option<std::sync::Arc<KeySet>>)>);
+struct Verified(dashmap::DashMap<Box<str>, Remembered>);
+
+/// A verified token's identity, when its time claims pass, and the key set it verified with
+/// (`None` for fixed keys).
+type Remembered = (Identity, Validity, Option<std::sync::Arc<KeySet>>);
 
 impl Verified {
-    fn get(&self, token: &str, keys: Option<&std::sync::Arc<KeySet>>, now: u64) -> Option<Result<Identity, JwtError>> {
+    fn get(
+        &self,
+        token: &str,
+        keys: Option<&std::sync::Arc<KeySet>>,
+        now: u64,
+    ) -> Option<Result<Identity, JwtError>> {
         let entry = self.0.get(token)?;
         let (identity, validity, with) = &*entry;
         let same_keys = match (with, keys) {
@@ -280,11 +289,18 @@ impl Verified {
         Some(validity.check(now).map(|()| identity.clone()))
     }
 
-    fn put(&self, token: &str, identity: &Identity, validity: Validity, keys: Option<std::sync::Arc<KeySet>>) {
+    fn put(
+        &self,
+        token: &str,
+        identity: &Identity,
+        validity: Validity,
+        keys: Option<std::sync::Arc<KeySet>>,
+    ) {
         if self.0.len() >= CACHED_TOKENS {
             self.0.clear();
         }
-        self.0.insert(token.into(), (identity.clone(), validity, keys));
+        self.0
+            .insert(token.into(), (identity.clone(), validity, keys));
     }
 }
 
@@ -500,7 +516,12 @@ impl JwtVerifier {
         }
     }
 
-    fn check(&self, token: &str, keys: &KeySet, now: u64) -> Result<(Identity, Validity), JwtError> {
+    fn check(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        now: u64,
+    ) -> Result<(Identity, Validity), JwtError> {
         let payload = verify_jws(token, keys, &self.rules.algorithms)?;
         self.rules.identity(&json_object(payload)?, now)
     }

@@ -11,6 +11,7 @@
 pub mod call;
 pub mod checks;
 pub mod forward;
+pub mod guard;
 pub mod head;
 pub mod identify;
 pub mod path;
@@ -74,6 +75,8 @@ pub struct RequestCtx {
     pub challenge: Option<String>,
     /// Why a credential or a signature was refused: the problem's `reason` member.
     pub reason: Option<&'static str>,
+    /// The upstream's fallback, served instead of a problem while its breaker is open.
+    pub fallback: Option<std::sync::Arc<guard::Fallback>>,
 }
 
 impl RequestCtx {
@@ -121,6 +124,7 @@ impl RequestCtx {
             identity: None,
             challenge: None,
             reason: None,
+            fallback: None,
         }
     }
 }

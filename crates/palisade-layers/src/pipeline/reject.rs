@@ -34,6 +34,9 @@ pub trait ResponseSink {
 
 /// Renders `rejection` into `sink` and records its status on the request.
 pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl ResponseSink) {
+    if let Some(fallback) = ctx.fallback.take() {
+        return render_fallback(rejection, &fallback, ctx, sink);
+    }
     let status = rejection.error.status();
     let record = &mut ctx.record;
     record.status = status.as_u16();
@@ -83,6 +86,36 @@ pub fn render(rejection: &Rejection, ctx: &mut RequestCtx, sink: &mut impl Respo
         sink.header(b"connection", b"close");
     }
     sink.body(body);
+}
+
+/// The upstream's fallback while its breaker is open: the configured status, type and body,
+/// with the request id and the time until the breaker lets calls through again.
+fn render_fallback(
+    rejection: &Rejection,
+    fallback: &super::guard::Fallback,
+    ctx: &mut RequestCtx,
+    sink: &mut impl ResponseSink,
+) {
+    let record = &mut ctx.record;
+    record.status = fallback.status.as_u16();
+    record.metrics.rejected(rejection.error.type_slug());
+    sink.status(fallback.status);
+    sink.header(b"content-type", fallback.content_type.as_bytes());
+    sink.header(
+        b"content-length",
+        super::forward::decimal(fallback.body.len() as u64, &mut [0; 20]),
+    );
+    sink.header(b"x-request-id", record.request_id.as_bytes());
+    sink.header(b"traceresponse", &ctx.traceparent);
+    sink.header(b"cache-control", b"no-store");
+    with_date(|date| sink.header(b"date", date));
+    if let Some(retry_after) = &ctx.retry_after {
+        sink.header(b"retry-after", retry_after.as_bytes());
+    }
+    if rejection.close {
+        sink.header(b"connection", b"close");
+    }
+    sink.body(fallback.body.clone());
 }
 
 /// The current time as an HTTP date (RFC 9110 §5.6.7), formatted once a second per thread.

@@ -15,6 +15,7 @@ pub mod names;
 #[cfg(target_os = "linux")]
 mod process;
 mod ratelimit;
+mod resilience;
 mod route;
 mod security;
 mod upstream;
@@ -32,6 +33,7 @@ use prometheus_client::registry::Registry;
 
 pub use exposition::Format;
 pub use ratelimit::RateLimitMetrics;
+pub use resilience::{BreakerMetrics, ShedMetrics};
 pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
 pub use security::SecurityMetrics;
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
@@ -92,6 +94,7 @@ pub struct Metrics {
     audit_dropped: Counter,
     ratelimit: ratelimit::RateLimitFamilies,
     security: security::SecurityFamilies,
+    resilience: resilience::ResilienceFamilies,
 }
 
 impl Metrics {
@@ -127,6 +130,7 @@ impl Metrics {
             audit_dropped: Counter::default(),
             ratelimit: Default::default(),
             security: Default::default(),
+            resilience: Default::default(),
             registry: Registry::default(),
         };
         let mut registry = std::mem::take(&mut metrics.registry);
@@ -296,6 +300,26 @@ impl Metrics {
             "Inbound webhook signature checks, by route, scheme and result (valid, skipped, replayed, or why the signature was refused)",
             self.security.webhooks.clone(),
         );
+        r.register(
+            UPSTREAM_BREAKER_STATE,
+            "State of an upstream's circuit breaker: 0 closed, 1 open, 2 half-open",
+            self.resilience.breaker_state.clone(),
+        );
+        r.register(
+            UPSTREAM_BREAKER_TRANSITIONS,
+            "Circuit breaker state changes, by upstream and the state entered",
+            self.resilience.transitions.clone(),
+        );
+        r.register(
+            ROUTE_SHED,
+            "Requests answered 503 at once by a route's concurrency limit, by reason (queue_full, queue_timeout)",
+            self.resilience.shed.clone(),
+        );
+        r.register(
+            ROUTE_QUEUE_WAIT_SECONDS,
+            "Time admitted requests waited for a slot under a route's concurrency limit, in seconds",
+            self.resilience.queue_wait.clone(),
+        );
         #[cfg(target_os = "linux")]
         r.register_collector(Box::new(process::ProcessCollector));
     }
@@ -310,6 +334,16 @@ impl Metrics {
     /// Adds `delta` (1 or -1) to the open client connections.
     pub fn connections_open(&self, delta: i64) {
         self.connections_open.inc_by(delta);
+    }
+
+    /// The handle an upstream's circuit breaker reports with.
+    pub fn breaker(&self, upstream: &str) -> BreakerMetrics {
+        BreakerMetrics::new(upstream, &self.resilience)
+    }
+
+    /// The handle a route's concurrency limit reports with.
+    pub fn shedding(&self, route: &str) -> ShedMetrics {
+        ShedMetrics::new(route, &self.resilience)
     }
 
     /// The handle a route records its credential and signature checks with.

@@ -92,6 +92,16 @@ pub const RATELIMIT_OVERFLOW: &str = "palisade_ratelimit_overflow";
 pub const RATELIMIT_BACKEND_FALLBACKS: &str = "palisade_ratelimit_backend_fallbacks";
 /// Histogram `palisade_ratelimit_redis_seconds{policy}`: time one Redis decision took.
 pub const RATELIMIT_REDIS_SECONDS: &str = "palisade_ratelimit_redis_seconds";
+/// Gauge `palisade_upstream_breaker_state{upstream}`: 0 closed, 1 open, 2 half-open.
+pub const UPSTREAM_BREAKER_STATE: &str = "palisade_upstream_breaker_state";
+/// Counter `palisade_upstream_breaker_transitions_total{upstream,to}`: state changes, by the
+/// state entered (`closed`, `open`, `half_open`).
+pub const UPSTREAM_BREAKER_TRANSITIONS: &str = "palisade_upstream_breaker_transitions";
+/// Counter `palisade_route_shed_total{route,reason}`: requests a route's concurrency limit
+/// answered 503 (`queue_full`, `queue_timeout`).
+pub const ROUTE_SHED: &str = "palisade_route_shed";
+/// Histogram `palisade_route_queue_wait_seconds{route}`: how long admitted requests waited.
+pub const ROUTE_QUEUE_WAIT_SECONDS: &str = "palisade_route_queue_wait_seconds";
 /// Counter `palisade_auth_decisions_total{route,method,result}`: credential checks on routes
 /// with `auth`; `method` is `jwt`, `api_key` or `none`, `result` is `ok`, `forbidden` (scopes
 /// missing) or the reason the credential was refused (`expired`, `bad_signature`, `missing`, ...).

@@ -26,9 +26,9 @@ use super::response::{self, BadResponse, FinalHead, Framing, Reply};
 use super::upload::{ClientEnd, ClientGone, DRAIN_MAX, Stop, Upload};
 use super::{MAX_RESPONSE_HEAD, Shutdown, respond};
 use crate::codec::RouteDeadline;
-use crate::pipeline::Rejection;
 use crate::pipeline::call::{self, AttemptError, Exchange, Failure};
 use crate::pipeline::sanitize::{self, Leak};
+use crate::pipeline::{Rejection, guard};
 use crate::pool::Endpoint;
 use crate::problem::ProxyError;
 
@@ -252,6 +252,16 @@ pub async fn exchange(
     // A body that may have reached the upstream is not sent again: it is not kept (as on the
     // general codec). One never written is, on the next connection ([`call::call`]).
     let repeatable = idempotent && body == 0;
+    // The route's concurrency limit and the upstream's breaker: refused, the body the client
+    // still sends is skipped (or the connection closes), as for any answer without the upstream.
+    let mut slot = match guard::enter(&route, &mut ctx, close || upload.left() > DRAIN_MAX).await {
+        Ok(slot) => slot,
+        Err(rejection) => {
+            let out = &mut io.client_out;
+            let keep_open = respond(client, out, ctx, rejection, deadlines, send_timeout).await;
+            return upload.settle(client, deadlines, keep_open, shutdown).await;
+        }
+    };
     let reply = Reply {
         request_id: &ctx.record.request_id,
         traceparent: &ctx.traceparent,
@@ -290,7 +300,10 @@ pub async fn exchange(
     // A failure before the body ended leaves the client's connection mid-request: it closes.
     let close_on_failure = close || upload.left() > 0;
     let (mut stream, head, filled, endpoint) = match outcome {
-        Some(Some(Ok(ok))) => ok,
+        Some(Some(Ok(ok))) => {
+            slot.answered(ok.1.status);
+            ok
+        }
         Some(None) => {
             ctx.record.client_closed(0);
             return false;
@@ -317,6 +330,7 @@ pub async fn exchange(
                 Some(Some(Err(error))) => Some(error),
                 _ => None,
             };
+            slot.failed(error.is_none());
             let rejection = call::failed(&route, &ctx, error, close_on_failure);
             let out = &mut io.client_out;
             let keep_open = respond(client, out, ctx, rejection, deadlines, send_timeout).await;

@@ -202,6 +202,8 @@ pub struct FromUpstream {
     pub request_sent: Arc<AtomicBool>,
     /// Counts a body the upstream broke off.
     pub metrics: UpstreamMetrics,
+    /// The request's place under its route's concurrency limit, given back when the body ends.
+    pub place: Option<crate::resilience::ConcurrencyPermit>,
 }
 
 /// Records the request when the response body is dropped, whatever the reason, and gives the
@@ -216,6 +218,7 @@ struct Finisher {
     /// The upstream broke the body; otherwise an incomplete body means the client left.
     upstream_failed: bool,
     metrics: Option<UpstreamMetrics>,
+    place: Option<crate::resilience::ConcurrencyPermit>,
 }
 
 impl Drop for Finisher {
@@ -262,6 +265,7 @@ impl ResponseBody {
         let mut this = Self::with(inner, Some(record), from.checkout);
         this.finisher.request_sent = Some(from.request_sent);
         this.finisher.metrics = Some(from.metrics);
+        this.finisher.place = from.place;
         this
     }
 
@@ -288,6 +292,7 @@ impl ResponseBody {
                 complete,
                 upstream_failed: false,
                 metrics: None,
+                place: None,
             },
         }
     }

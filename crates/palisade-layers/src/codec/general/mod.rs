@@ -21,7 +21,7 @@ use crate::codec::RouteDeadline;
 use crate::pipeline::head::{BodyKind, Kind, Line, RequestHead, connection_names, kind};
 use crate::pipeline::reject::{ResponseSink, render};
 use crate::pipeline::{
-    self, Admission, Codec, Peer, Rejection, RequestCtx, call, forward, respond, sanitize,
+    self, Admission, Codec, Peer, Rejection, RequestCtx, call, forward, guard, respond, sanitize,
 };
 use crate::problem::ProxyError;
 use crate::proxy::Proxy;
@@ -200,6 +200,15 @@ pub async fn handle(
         },
         _ => body,
     };
+    // The route's concurrency limit and the upstream's breaker; refused, hyper closes a
+    // connection whose body is left unread.
+    let mut slot = match guard::enter(&route, &mut ctx, close).await {
+        Ok(slot) => slot,
+        Err(mut rejection) => {
+            rejection.close |= !http_body::Body::is_end_stream(&body);
+            return reject(ctx, rejection, version);
+        }
+    };
     let request_sent = body.sent_flag();
     let mut outbound = Request::new(body);
     *outbound.method_mut() = method;
@@ -216,7 +225,10 @@ pub async fn handle(
         () = deadline.passed() => Err(()),
     };
     let (resp, checkout) = match sent {
-        Ok(Ok(sent)) => sent,
+        Ok(Ok(sent)) => {
+            slot.answered(sent.0.status().as_u16());
+            sent
+        }
         Ok(Err(error)) => {
             // The client's own body ended the call: its fault, not the upstream's.
             if let Some(body) = body_error(&error) {
@@ -228,12 +240,14 @@ pub async fn handle(
                     }
                 };
             }
+            slot.failed(false);
             // A body not sent whole is left unread, and hyper closes the connection then.
             let close = close || !request_sent.load(std::sync::atomic::Ordering::Relaxed);
             let rejection = call::failed(&route, &ctx, Some(&error), close);
             return reject(ctx, rejection, version);
         }
         Err(_) => {
+            slot.failed(true);
             let close = close || !request_sent.load(std::sync::atomic::Ordering::Relaxed);
             let rejection = call::failed(&route, &ctx, None, close);
             return reject(ctx, rejection, version);
@@ -257,6 +271,7 @@ pub async fn handle(
         Source::Upstream(body)
     };
     let exchanged = Exchanged {
+        place: slot.into_place(),
         security: route.clone(),
         checkout,
         client_upgrade,
@@ -370,6 +385,8 @@ fn client_headers(headers: &mut HeaderMap, switching: bool) {
 
 /// What the response needs from the exchange that brought it.
 struct Exchanged {
+    /// The request's place under the route's concurrency limit, held until the body ends.
+    place: Option<crate::resilience::ConcurrencyPermit>,
     /// The route, whose security headers go on responses that lack them.
     security: Arc<Route>,
     checkout: Option<crate::pool::Checkout>,
@@ -393,6 +410,7 @@ fn respond(
     x: Exchanged,
 ) -> Response<ResponseBody> {
     let Exchanged {
+        place,
         security,
         checkout,
         client_upgrade,
@@ -455,6 +473,7 @@ fn respond(
                 checkout,
                 request_sent,
                 metrics,
+                place,
             };
             ResponseBody::upstream(body, ctx.record, from)
         }

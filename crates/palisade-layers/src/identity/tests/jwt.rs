@@ -578,8 +578,14 @@ fn a_remembered_token_is_still_checked_against_the_clock() {
     assert!(verifier.verify_cached(&token, NOW).is_ok());
     // The second use comes from memory, and the same rules hold.
     assert!(verifier.verify_cached(&token, NOW + 9).is_ok());
-    assert_eq!(verifier.verify_cached(&token, NOW + 10), Err(JwtError::Expired));
-    assert_eq!(verifier.verify_cached(&token, NOW - 6), Err(JwtError::NotYetValid));
+    assert_eq!(
+        verifier.verify_cached(&token, NOW + 10),
+        Err(JwtError::Expired)
+    );
+    assert_eq!(
+        verifier.verify_cached(&token, NOW - 6),
+        Err(JwtError::NotYetValid)
+    );
     // A token differing in one byte of its signature is not the remembered one.
     let mut forged = token.clone();
     let last = forged.pop().unwrap();

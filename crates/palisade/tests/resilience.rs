@@ -1,0 +1,159 @@
+//! Load shedding and circuit breakers on both codecs: a route's concurrency limit answers 503
+//! with `Retry-After` at once when its queue is full or the wait too long; an upstream's breaker
+//! opens only after its minimum volume, serves the fallback (or 503) without calling the
+//! upstream, half-opens after `open_for` and closes on a successful probe; every step shows in
+//! the metrics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::wire::{Reply, Wire};
+use palisade_testkit::UpstreamServer;
+use palisade_testkit::gateway::Gateway;
+
+async fn get(wire: &mut Wire, path: &str) -> Reply {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\n\r\n");
+    wire.send(request.as_bytes()).await;
+    wire.response(false).await
+}
+
+fn metric(metrics: &str, line: &str) -> bool {
+    metrics.lines().any(|l| l == line)
+}
+
+/// Sends `path` on a new connection, in the background.
+fn in_background(gw: &Gateway, path: &'static str) -> tokio::task::JoinHandle<Reply> {
+    let url = gw.url("/");
+    tokio::spawn(async move {
+        let mut wire = Wire::connect(&url).await;
+        get(&mut wire, path).await
+    })
+}
+
+/// Waits until the upstream has seen `n` requests: the background ones are in flight.
+async fn seen(up: &UpstreamServer, n: u64) {
+    for _ in 0..200 {
+        if up.requests_seen() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the upstream saw {} requests, not {n}", up.requests_seen());
+}
+
+both_codecs! {
+    async fn a_full_route_sheds_at_once_and_a_queue_waits_its_turn(codec: Codec) {
+        let (up, gw) = common::start(codec, "concurrency_limit = 1\nqueue = 1\nqueue_timeout = \"300ms\"").await;
+        let before = up.requests_seen();
+        // One request in flight (slow), one waiting in the queue: a third is shed at once.
+        let slow = in_background(&gw, "/?latency=800ms");
+        seen(&up, before + 1).await;
+        let queued = in_background(&gw, "/?queued=1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        let shed = get(&mut wire, "/").await;
+        assert_eq!(shed.status, 503);
+        assert_eq!(shed.json()["type"], "https://palisade.dev/problems/overloaded");
+        assert_eq!(shed.header("retry-after"), Some("1"));
+        // The queued one gives up after queue_timeout, long before the slow one ends.
+        let queued = queued.await.unwrap();
+        assert_eq!((queued.status, queued.json()["type"].as_str()), (503, Some("https://palisade.dev/problems/overloaded")));
+        assert_eq!(slow.await.unwrap().status, 200);
+        // Free again: the next request goes through on the same connection.
+        assert_eq!(get(&mut wire, "/").await.status, 200);
+        assert_eq!(up.requests_seen(), before + 2, "shed requests never reached the upstream");
+        let metrics = common::metrics_text(&gw).await;
+        for line in [
+            r#"palisade_route_shed_total{route="api",reason="queue_full"} 1"#,
+            r#"palisade_route_shed_total{route="api",reason="queue_timeout"} 1"#,
+            r#"palisade_http_rejections_total{route="api",reason="overloaded"} 2"#,
+        ] {
+            assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
+        }
+        assert!(metrics.contains("palisade_route_queue_wait_seconds_count{route=\"api\"} 2"), "{metrics}");
+    }
+
+    async fn a_breaker_opens_after_its_minimum_volume_serves_the_fallback_and_recovers(codec: Codec) {
+        let extra = r#"
+[upstreams.app.breaker]
+failure_rate = 0.5
+min_requests = 4
+window = "10s"
+open_for = "400ms"
+half_open_probes = 1
+
+[upstreams.app.fallback]
+status = 200
+body = '{"degraded":true}'
+content_type = "application/json"
+"#;
+        let up = UpstreamServer::start().await.unwrap();
+        let config = common::config_for(up.addr(), "").replace("[[routes]]", &format!("{extra}\n[[routes]]"));
+        let gw = common::spawn(codec, &config, true).await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        let before = up.requests_seen();
+        // Three failures are below the minimum volume: the upstream's 503s pass through.
+        for _ in 0..3 {
+            assert_eq!(get(&mut wire, "/?status=503").await.status, 503);
+        }
+        let metrics = common::metrics_text(&gw).await;
+        assert!(metric(&metrics, r#"palisade_upstream_breaker_state{upstream="app"} 0"#), "{metrics}");
+        // The fourth reaches the volume at 100 % failures: the breaker opens.
+        assert_eq!(get(&mut wire, "/?status=503").await.status, 503);
+        let fallback = get(&mut wire, "/").await;
+        assert_eq!(fallback.status, 200);
+        assert_eq!(fallback.body, br#"{"degraded":true}"#);
+        assert_eq!(fallback.header("retry-after"), Some("1"));
+        assert!(fallback.header("x-request-id").is_some());
+        assert_eq!(up.requests_seen(), before + 4, "an open breaker does not call the upstream");
+        let metrics = common::metrics_text(&gw).await;
+        for line in [
+            r#"palisade_upstream_breaker_state{upstream="app"} 1"#,
+            r#"palisade_upstream_breaker_transitions_total{upstream="app",to="open"} 1"#,
+            r#"palisade_http_rejections_total{route="api",reason="circuit-open"} 1"#,
+        ] {
+            assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
+        }
+        gw.wait_for_line(|l| l.contains("circuit breaker opened"), Duration::from_secs(5)).await.unwrap();
+        // After open_for one probe goes through; it succeeds and the breaker closes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(get(&mut wire, "/").await.status, 200);
+        assert_eq!(up.requests_seen(), before + 5);
+        let reply = get(&mut wire, "/");
+        assert_eq!(reply.await.json()["server"], "palisade-testkit");
+        let metrics = common::metrics_text(&gw).await;
+        for line in [
+            r#"palisade_upstream_breaker_state{upstream="app"} 0"#,
+            r#"palisade_upstream_breaker_transitions_total{upstream="app",to="half_open"} 1"#,
+            r#"palisade_upstream_breaker_transitions_total{upstream="app",to="closed"} 1"#,
+        ] {
+            assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
+        }
+    }
+
+    async fn without_a_fallback_an_open_breaker_is_503_and_a_failed_probe_reopens_it(codec: Codec) {
+        let extra = "[upstreams.app.breaker]\nmin_requests = 2\nopen_for = \"300ms\"\nhalf_open_probes = 1\n";
+        let up = UpstreamServer::start().await.unwrap();
+        // Timeouts count too: the route waits 1 s, the upstream takes 2.
+        let config = common::config_for(up.addr(), "").replace("[[routes]]", &format!("{extra}\n[[routes]]"));
+        let gw = common::spawn(codec, &config, true).await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        assert_eq!(get(&mut wire, "/?status=502").await.status, 502);
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        assert_eq!(get(&mut wire, "/?latency=2s").await.status, 504);
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        let open = get(&mut wire, "/").await;
+        assert_eq!(open.status, 503);
+        assert_eq!(open.json()["type"], "https://palisade.dev/problems/circuit-open");
+        assert_eq!(open.header("retry-after"), Some("1"));
+        // The probe fails: open again, and the next request is refused without a call.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(get(&mut wire, "/?status=503").await.status, 503);
+        let seen = up.requests_seen();
+        assert_eq!(get(&mut wire, "/").await.json()["type"], "https://palisade.dev/problems/circuit-open");
+        assert_eq!(up.requests_seen(), seen);
+        let metrics = common::metrics_text(&gw).await;
+        assert!(metric(&metrics, r#"palisade_upstream_breaker_transitions_total{upstream="app",to="open"} 2"#), "{metrics}");
+    }
+}
