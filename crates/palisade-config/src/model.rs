@@ -228,6 +228,11 @@ pub struct UpstreamConfig {
     /// hop-by-hop headers, Content-Length) and names containing "_" are refused.
     #[serde(default)]
     pub request_headers: BTreeMap<String, Secret>,
+    /// `[upstreams.NAME.retry]`: which failed requests are sent again, how soon, and how many
+    /// retries the upstream may get. On by default: once more for idempotent requests without
+    /// a body, on a refused connection, a reset, or 502/503/504.
+    #[serde(default)]
+    pub retry: RetryConfig,
     /// `[upstreams.NAME.breaker]`: stop calling this upstream while it fails, and answer with
     /// the fallback (or 503 with `Retry-After`) until it has had time to recover. Absent: no
     /// breaker.
@@ -236,6 +241,79 @@ pub struct UpstreamConfig {
     /// `[upstreams.NAME.fallback]`: the response while the breaker is open, instead of 503.
     #[serde(default)]
     pub fallback: Option<FallbackConfig>,
+}
+
+/// Retries of failed upstream requests.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Tries in all, the first included; 1 turns retries off.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// What is retried: "connect" (no connection), "reset" (the connection broke before a
+    /// response), "timeout" (no response head within the route's timeout; off by default),
+    /// or a status from 400 to 599.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<String>,
+    /// The base of exponential backoff with full jitter: retry n waits a random time up to
+    /// `backoff` × 2^n, at most `max_backoff`. An upstream's `Retry-After` is honoured when it
+    /// is within `max_backoff`; a longer one is not retried and its answer goes to the client.
+    #[serde(default = "default_backoff")]
+    pub backoff: Duration,
+    /// The longest wait before a retry.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// Retries may add at most this share to the requests over `budget_window` (0.2: 20 %),
+    /// plus one a second whatever the traffic: a failing upstream is not hit with a retry storm.
+    #[serde(default = "default_budget")]
+    pub budget: f64,
+    /// The sliding window of the budget.
+    #[serde(default = "default_budget_window")]
+    pub budget_window: Duration,
+    /// Also retry requests of other methods that carry `Idempotency-Key` (the sender promises
+    /// a repeat is harmless).
+    #[serde(default = "default_true")]
+    pub idempotency_key: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: default_attempts(),
+            on: default_retry_on(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+            budget: default_budget(),
+            budget_window: default_budget_window(),
+            idempotency_key: true,
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    2
+}
+
+fn default_retry_on() -> Vec<String> {
+    ["connect", "reset", "502", "503", "504"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_millis(25)
+}
+
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_budget() -> f64 {
+    0.2
+}
+
+fn default_budget_window() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// When an upstream's circuit breaker opens and how it recovers.

@@ -295,6 +295,37 @@ fn check_upstream(upstream: &UpstreamConfig, path: &FieldPath, issues: &mut Vec<
         path.key("connect_timeout"),
         issues,
     );
+    let retry = &upstream.retry;
+    let at = path.key("retry");
+    if retry.attempts == 0 || retry.attempts > 10 {
+        issues.push(Issue::new(
+            at.key("attempts"),
+            "must be from 1 (no retries) to 10, e.g. 2",
+        ));
+    }
+    for (i, on) in retry.on.iter().enumerate() {
+        let status = on.parse::<u16>().is_ok_and(|s| (400..=599).contains(&s)) && on.len() == 3;
+        if !status && !["connect", "reset", "timeout"].contains(&on.as_str()) {
+            issues.push(Issue::new(
+                at.key("on").index(i),
+                format!("{on:?} is not retryable; valid: \"connect\", \"reset\", \"timeout\" or a status from 400 to 599"),
+            ));
+        }
+    }
+    check_positive(retry.backoff, at.key("backoff"), issues);
+    if retry.max_backoff.get() < retry.backoff.get() {
+        issues.push(Issue::new(
+            at.key("max_backoff"),
+            "must be at least backoff",
+        ));
+    }
+    if !(retry.budget >= 0.0 && retry.budget <= 10.0) {
+        issues.push(Issue::new(
+            at.key("budget"),
+            "must be from 0 to 10, e.g. 0.2 for 20 % more requests",
+        ));
+    }
+    check_positive(retry.budget_window, at.key("budget_window"), issues);
     if let Some(breaker) = &upstream.breaker {
         let at = path.key("breaker");
         if !(breaker.failure_rate > 0.0 && breaker.failure_rate <= 1.0) {

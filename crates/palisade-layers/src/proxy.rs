@@ -35,6 +35,33 @@ pub enum BuildError {
     Verifier(#[from] crate::verifiers::VerifierError),
 }
 
+/// The retries of `[upstreams.NAME.retry]`, or `None` when `attempts = 1`. The budget starts
+/// empty at each load: a reload forgets recent traffic.
+fn retry(
+    cfg: &palisade_config::RetryConfig,
+    metrics: palisade_telemetry::metrics::RetryMetrics,
+) -> Option<crate::pipeline::call::Retry> {
+    use crate::resilience::{Backoff, BudgetConfig, RetryBudget, RetryOn, RetryPolicy};
+    if cfg.attempts <= 1 {
+        return None;
+    }
+    let on = RetryOn::parse(cfg.on.iter().map(String::as_str)).unwrap_or_default();
+    Some(crate::pipeline::call::Retry {
+        policy: RetryPolicy {
+            attempts: cfg.attempts,
+            on,
+            backoff: Backoff::new(cfg.backoff.get(), cfg.max_backoff.get()),
+            idempotency_key: cfg.idempotency_key,
+        },
+        budget: RetryBudget::new(BudgetConfig {
+            ratio: cfg.budget,
+            window: cfg.budget_window.get(),
+            ..BudgetConfig::default()
+        }),
+        metrics,
+    })
+}
+
 /// What outlives a config reload: endpoints with their pools and backoff state, rate-limit
 /// policies with their counters, and the audit sink refusals are reported to.
 pub struct Retained {
@@ -95,6 +122,7 @@ impl Snapshot {
         for (name, up) in &cfg.upstreams {
             let upstream_metrics = metrics.upstream(name);
             let mut upstream = Upstream::new(name, up, upstream_metrics, &retained.endpoints)?;
+            upstream.retry = retry(&up.retry, metrics.retries(name));
             if let Some(settings) = &up.breaker {
                 use crate::pipeline::guard;
                 let breaker =

@@ -34,6 +34,8 @@ pub struct Upstream {
     pub metrics: UpstreamMetrics,
     /// `[upstreams.NAME.breaker]`: its circuit breaker and fallback.
     pub guard: Option<crate::pipeline::guard::UpstreamGuard>,
+    /// `[upstreams.NAME.retry]`, unless `attempts = 1`.
+    pub retry: Option<crate::pipeline::call::Retry>,
 }
 
 impl fmt::Debug for Upstream {
@@ -148,6 +150,7 @@ impl Upstream {
             connect_timeout: cfg.connect_timeout.get(),
             metrics,
             guard: None,
+            retry: None,
         })
     }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::wire::{Reply, Wire};
 use palisade_testkit::UpstreamServer;
@@ -76,6 +76,9 @@ both_codecs! {
 
     async fn a_breaker_opens_after_its_minimum_volume_serves_the_fallback_and_recovers(codec: Codec) {
         let extra = r#"
+[upstreams.app.retry]
+attempts = 1
+
 [upstreams.app.breaker]
 failure_rate = 0.5
 min_requests = 4
@@ -133,7 +136,7 @@ content_type = "application/json"
     }
 
     async fn without_a_fallback_an_open_breaker_is_503_and_a_failed_probe_reopens_it(codec: Codec) {
-        let extra = "[upstreams.app.breaker]\nmin_requests = 2\nopen_for = \"300ms\"\nhalf_open_probes = 1\n";
+        let extra = "[upstreams.app.retry]\nattempts = 1\n[upstreams.app.breaker]\nmin_requests = 2\nopen_for = \"300ms\"\nhalf_open_probes = 1\n";
         let up = UpstreamServer::start().await.unwrap();
         // Timeouts count too: the route waits 1 s, the upstream takes 2.
         let config = common::config_for(up.addr(), "").replace("[[routes]]", &format!("{extra}\n[[routes]]"));
@@ -155,5 +158,84 @@ content_type = "application/json"
         assert_eq!(up.requests_seen(), seen);
         let metrics = common::metrics_text(&gw).await;
         assert!(metric(&metrics, r#"palisade_upstream_breaker_transitions_total{upstream="app",to="open"} 2"#), "{metrics}");
+    }
+}
+
+/// The gateway with `retry` as `[upstreams.app.retry]` (and `endpoints` instead of the test kit
+/// upstream's when given).
+async fn retrying(codec: common::Codec, retry: &str) -> (UpstreamServer, Gateway) {
+    let up = UpstreamServer::start().await.unwrap();
+    let config = common::config_for(up.addr(), "").replace(
+        "[[routes]]",
+        &format!("[upstreams.app.retry]\n{retry}\n\n[[routes]]"),
+    );
+    let gw = common::spawn(codec, &config, true).await;
+    (up, gw)
+}
+
+both_codecs! {
+    async fn idempotent_requests_are_retried_within_the_policy(codec: Codec) {
+        let (up, gw) = retrying(codec, "backoff = \"20ms\"\nmax_backoff = \"200ms\"").await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        // A GET on 503: tried twice (the default attempts), the last answer goes to the client.
+        let before = up.requests_seen();
+        let started = Instant::now();
+        assert_eq!(get(&mut wire, "/?status=503").await.status, 503);
+        assert_eq!(up.requests_seen(), before + 2);
+        assert!(started.elapsed() < Duration::from_millis(900), "the backoff is capped at 200 ms");
+        // 500 is not in `on`: answered as it came.
+        assert_eq!(get(&mut wire, "/?status=500&body=plain").await.status, 500);
+        assert_eq!(up.requests_seen(), before + 3);
+        // A POST with a body is not sent twice.
+        let body = "{\"order\":1}";
+        let post = format!("POST /?status=503 HTTP/1.1\r\nhost: app\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        wire.send(post.as_bytes()).await;
+        assert_eq!(wire.response(false).await.status, 503);
+        assert_eq!(up.requests_seen(), before + 4);
+        // A Retry-After past max_backoff: the client gets the upstream's answer at once.
+        let reply = get(&mut wire, "/?status=503&set_header=retry-after:30").await;
+        assert_eq!((reply.status, reply.header("retry-after")), (503, Some("30")));
+        assert_eq!(up.requests_seen(), before + 5);
+        let metrics = common::metrics_text(&gw).await;
+        for line in [
+            r#"palisade_upstream_retries_total{upstream="app",reason="status_5xx"} 1"#,
+            r#"palisade_upstream_retries_skipped_total{upstream="app",reason="retry_after_too_long"} 1"#,
+        ] {
+            assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
+        }
+        assert!(
+            metrics.contains(r#"palisade_upstream_retries_skipped_total{upstream="app",reason="not_idempotent"} 1"#)
+                || metrics.contains(r#"palisade_upstream_retries_skipped_total{upstream="app",reason="body_not_replayable"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    async fn the_budget_stops_a_retry_storm(codec: Codec) {
+        // No share of traffic, only the reserve of one retry a second: 10 in the 10 s window.
+        let (up, gw) = retrying(codec, "budget = 0.0\nbackoff = \"1ms\"\nmax_backoff = \"2ms\"").await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        let before = up.requests_seen();
+        for _ in 0..14 {
+            assert_eq!(get(&mut wire, "/?status=502").await.status, 502);
+        }
+        assert_eq!(up.requests_seen(), before + 14 + 10);
+        let metrics = common::metrics_text(&gw).await;
+        for line in [
+            r#"palisade_upstream_retries_total{upstream="app",reason="status_5xx"} 10"#,
+            r#"palisade_upstream_retries_skipped_total{upstream="app",reason="budget_exhausted"} 4"#,
+        ] {
+            assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
+        }
+    }
+
+    async fn a_refused_connection_is_retried_after_a_backoff(codec: Codec) {
+        let (_up, gw) = retrying(codec, "backoff = \"10ms\"").await;
+        // The only endpoint refuses connections: failover has nowhere to go, the policy retries.
+        drop(_up);
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        assert_eq!(get(&mut wire, "/").await.status, 502);
+        let metrics = common::metrics_text(&gw).await;
+        let line = r#"palisade_upstream_retries_total{upstream="app",reason="connect"} 1"#;
+        assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
     }
 }

@@ -7,14 +7,21 @@
 //! connection is skipped for a short backoff. A request that may have reached the upstream is
 //! sent again only when it is safe to repeat and its connection was a reused one that closed
 //! before a complete final response head (the upstream closing an idle connection as it was
-//! being reused), as NGINX's `proxy_next_upstream error` does. The
-//! route's timeout covers every attempt; the codec enforces it around [`call`].
+//! being reused), as NGINX's `proxy_next_upstream error` does. Past those, the upstream's
+//! retry policy ([`Retry`], `[upstreams.NAME.retry]`) sends a failed request again after a
+//! jittered backoff, within its attempts, budget and the route's deadline. The route's timeout
+//! covers every attempt; the codec enforces it around [`call`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use palisade_telemetry::metrics::UpstreamErrorKind;
+use palisade_telemetry::metrics::{RetryMetrics, UpstreamErrorKind};
+use tokio::time::Instant;
 
 use crate::pool::Endpoint;
+use crate::resilience::{
+    AttemptFailure, FailureClass, RetryBudget, RetryDecision, RetryPolicy, StopReason,
+};
 use crate::upstream::Upstream;
 
 /// How far an attempt got before it failed.
@@ -78,29 +85,75 @@ pub trait Exchange {
         endpoint: &Arc<Endpoint>,
         fresh: bool,
     ) -> impl Future<Output = Result<Self::Output, AttemptError>>;
+
+    /// The status of an attempt's response head and the wait its `Retry-After` asks for, for
+    /// the retry decision. Dropping the output abandons the response.
+    fn status(output: &Self::Output) -> (u16, Option<Duration>);
 }
 
-/// Calls `upstream` for one request. `idempotent`: the request may be repeated when it may
-/// have been delivered already.
+/// An upstream's retries: the policy, the budget they draw on, and their metrics.
+#[derive(Debug)]
+pub struct Retry {
+    pub policy: RetryPolicy,
+    pub budget: RetryBudget,
+    pub metrics: RetryMetrics,
+}
+
+/// Calls `upstream` for one request before `deadline`. `repeatable`: the request may be sent
+/// again after it may have been delivered (an idempotent method, and no body to replay).
+///
+/// Transport failures first go to the next endpoint at once, as before (an unreachable
+/// endpoint, a pooled connection the upstream had closed). Past that, the upstream's
+/// [`Retry`] policy decides: a refused connection, a reset, or a listed status is tried again
+/// after a jittered backoff, within the attempts, the budget and the deadline; what it does not
+/// retry is counted with the reason and answered as it came.
 pub async fn call<X: Exchange>(
     upstream: &Upstream,
-    idempotent: bool,
+    repeatable: bool,
     exchange: &mut X,
+    deadline: Instant,
 ) -> Result<X::Output, AttemptError> {
     let mut endpoint = upstream
         .pick()
         .ok_or_else(|| AttemptError::new(Failure::Connect, "the upstream has no endpoint"))?;
+    let retry = upstream.retry.as_ref();
+    if let Some(retry) = retry {
+        retry.budget.deposit();
+    }
     let mut endpoints_left = upstream.endpoint_count().saturating_sub(1);
-    let (mut fresh, mut repeated) = (false, false);
+    let (mut fresh, mut repeated, mut attempt) = (false, false, 1);
     loop {
         let error = match exchange.attempt(&endpoint, fresh).await {
             Ok(out) => {
                 endpoint.connected();
-                return Ok(out);
+                let Some(retry) = retry else { return Ok(out) };
+                let (status, retry_after) = X::status(&out);
+                let failure = FailureClass::Status(status);
+                if !retry.policy.on.matches(failure) {
+                    return Ok(out);
+                }
+                match decide(retry, attempt, failure, repeatable, retry_after, deadline) {
+                    Some(after) => {
+                        drop(out);
+                        let reason = if status >= 500 {
+                            "status_5xx"
+                        } else {
+                            "status_4xx"
+                        };
+                        retry.metrics.retried(reason);
+                        tracing::debug!(upstream = %upstream.name, status, attempt, after_ms = after.as_millis() as u64, "retrying");
+                        tokio::time::sleep(after).await;
+                        attempt += 1;
+                        endpoint = upstream.pick_after(&endpoint).unwrap_or(endpoint);
+                        fresh = false;
+                        continue;
+                    }
+                    None => return Ok(out),
+                }
             }
             Err(error) => error,
         };
-        match error.failure {
+        let class = match error.failure {
             Failure::Connect => {
                 endpoint.refused();
                 let next = upstream.pick_after(&endpoint);
@@ -116,15 +169,75 @@ pub async fn call<X: Exchange>(
                             "endpoint unreachable; trying the next one"
                         );
                         (endpoint, fresh) = (next, false);
+                        continue;
                     }
-                    _ => return Err(error),
+                    _ => FailureClass::Connect,
                 }
             }
-            Failure::StaleBeforeSend if !fresh => fresh = true,
-            Failure::StaleAfterSend if !fresh && idempotent && !repeated => {
-                (fresh, repeated) = (true, true);
+            Failure::StaleBeforeSend if !fresh => {
+                fresh = true;
+                continue;
             }
-            _ => return Err(error),
+            Failure::StaleAfterSend if !fresh && repeatable && !repeated => {
+                (fresh, repeated) = (true, true);
+                continue;
+            }
+            Failure::Client => return Err(error),
+            _ => FailureClass::Reset,
+        };
+        let Some(retry) = retry.filter(|r| r.policy.on.matches(class)) else {
+            return Err(error);
+        };
+        // Nothing was sent when no connection could be made: any request can go again.
+        let safe = repeatable || class == FailureClass::Connect;
+        match decide(retry, attempt, class, safe, None, deadline) {
+            Some(after) => {
+                let reason = if class == FailureClass::Connect {
+                    "connect"
+                } else {
+                    "reset"
+                };
+                retry.metrics.retried(reason);
+                tokio::time::sleep(after).await;
+                attempt += 1;
+                endpoints_left = upstream.endpoint_count().saturating_sub(1);
+                endpoint = upstream.pick().unwrap_or(endpoint);
+                fresh = true;
+            }
+            None => return Err(error),
+        }
+    }
+}
+
+/// The policy's answer for a failed attempt: the wait before the next, or `None` (counted with
+/// its reason when a retry was wanted).
+fn decide(
+    retry: &Retry,
+    attempt: u32,
+    failure: FailureClass,
+    safe: bool,
+    retry_after: Option<Duration>,
+    deadline: Instant,
+) -> Option<Duration> {
+    let failed = AttemptFailure {
+        attempt,
+        failure,
+        idempotent: safe,
+        idempotency_key: false,
+        body_replayable: safe,
+        retry_after,
+        deadline: Some(deadline),
+    };
+    match retry
+        .policy
+        .decide(&failed, Some(&retry.budget), &mut rand::rng())
+    {
+        RetryDecision::Retry { after } => Some(after),
+        RetryDecision::Stop(reason) => {
+            if reason != StopReason::NotRetryable {
+                retry.metrics.stopped(reason.as_str());
+            }
+            None
         }
     }
 }

@@ -33,7 +33,7 @@ use prometheus_client::registry::Registry;
 
 pub use exposition::Format;
 pub use ratelimit::RateLimitMetrics;
-pub use resilience::{BreakerMetrics, ShedMetrics};
+pub use resilience::{BreakerMetrics, RetryMetrics, ShedMetrics};
 pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
 pub use security::SecurityMetrics;
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
@@ -311,6 +311,16 @@ impl Metrics {
             self.resilience.transitions.clone(),
         );
         r.register(
+            UPSTREAM_RETRIES,
+            "Upstream requests sent again, by upstream and what failed (connect, reset, timeout, status_4xx, status_5xx)",
+            self.resilience.retries.clone(),
+        );
+        r.register(
+            UPSTREAM_RETRIES_SKIPPED,
+            "Retryable failures not retried, by upstream and why (budget_exhausted, attempts_exhausted, deadline, retry_after_too_long, body_not_replayable, not_idempotent)",
+            self.resilience.retry_stops.clone(),
+        );
+        r.register(
             ROUTE_SHED,
             "Requests answered 503 at once by a route's concurrency limit, by reason (queue_full, queue_timeout)",
             self.resilience.shed.clone(),
@@ -339,6 +349,11 @@ impl Metrics {
     /// The handle an upstream's circuit breaker reports with.
     pub fn breaker(&self, upstream: &str) -> BreakerMetrics {
         BreakerMetrics::new(upstream, &self.resilience)
+    }
+
+    /// The handle an upstream's retries report with.
+    pub fn retries(&self, upstream: &str) -> RetryMetrics {
+        RetryMetrics::new(upstream, &self.resilience)
     }
 
     /// The handle a route's concurrency limit reports with.

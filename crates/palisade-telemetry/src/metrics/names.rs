@@ -97,6 +97,12 @@ pub const UPSTREAM_BREAKER_STATE: &str = "palisade_upstream_breaker_state";
 /// Counter `palisade_upstream_breaker_transitions_total{upstream,to}`: state changes, by the
 /// state entered (`closed`, `open`, `half_open`).
 pub const UPSTREAM_BREAKER_TRANSITIONS: &str = "palisade_upstream_breaker_transitions";
+/// Counter `palisade_upstream_retries_total{upstream,reason}`: requests sent again, by what
+/// failed (`connect`, `reset`, `timeout`, `status_4xx`, `status_5xx`).
+pub const UPSTREAM_RETRIES: &str = "palisade_upstream_retries";
+/// Counter `palisade_upstream_retries_skipped_total{upstream,reason}`: retryable failures not
+/// retried, by why (`budget_exhausted`, `attempts_exhausted`, `deadline`, ...).
+pub const UPSTREAM_RETRIES_SKIPPED: &str = "palisade_upstream_retries_skipped";
 /// Counter `palisade_route_shed_total{route,reason}`: requests a route's concurrency limit
 /// answered 503 (`queue_full`, `queue_timeout`).
 pub const ROUTE_SHED: &str = "palisade_route_shed";

@@ -21,6 +21,12 @@ pub(super) struct TransitionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RetryLabels {
+    upstream: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct ShedLabels {
     route: Arc<str>,
     reason: &'static str,
@@ -45,6 +51,8 @@ pub(super) struct ResilienceFamilies {
     pub(super) breaker_state: Family<UpstreamLabel, Gauge>,
     pub(super) transitions: Family<TransitionLabels, Counter>,
     pub(super) shed: Family<ShedLabels, Counter>,
+    pub(super) retries: Family<RetryLabels, Counter>,
+    pub(super) retry_stops: Family<RetryLabels, Counter>,
     pub(super) queue_wait: Family<RouteLabel, Histogram, fn() -> Histogram>,
 }
 
@@ -54,6 +62,8 @@ impl Default for ResilienceFamilies {
             breaker_state: Family::default(),
             transitions: Family::default(),
             shed: Family::default(),
+            retries: Family::default(),
+            retry_stops: Family::default(),
             queue_wait: Family::new_with_constructor(wait_histogram),
         }
     }
@@ -91,6 +101,41 @@ impl BreakerMetrics {
             to,
         };
         self.families.transitions.get_or_create(&labels).inc();
+    }
+}
+
+/// An upstream's retry handle.
+#[derive(Clone, Debug)]
+pub struct RetryMetrics {
+    upstream: Arc<str>,
+    families: ResilienceFamilies,
+}
+
+impl RetryMetrics {
+    pub(super) fn new(upstream: &str, families: &ResilienceFamilies) -> Self {
+        Self {
+            upstream: Arc::from(upstream),
+            families: families.clone(),
+        }
+    }
+
+    /// Counts a retry, by what failed: `connect`, `reset`, `timeout`, `status_4xx`, `status_5xx`.
+    pub fn retried(&self, reason: &'static str) {
+        let labels = RetryLabels {
+            upstream: self.upstream.clone(),
+            reason,
+        };
+        self.families.retries.get_or_create(&labels).inc();
+    }
+
+    /// Counts a retryable failure that was not retried, by why (`budget_exhausted`,
+    /// `attempts_exhausted`, `deadline`, `retry_after_too_long`, `body_not_replayable`, ...).
+    pub fn stopped(&self, reason: &'static str) {
+        let labels = RetryLabels {
+            upstream: self.upstream.clone(),
+            reason,
+        };
+        self.families.retry_stops.get_or_create(&labels).inc();
     }
 }
 

@@ -86,6 +86,10 @@ impl Exchange for FastExchange<'_, '_, '_> {
         let (head, filled) = self.send_and_read_head(&mut stream, reused).await?;
         Ok((stream, head, filled, endpoint.clone()))
     }
+
+    fn status(output: &Self::Output) -> (u16, Option<Duration>) {
+        (output.1.status, output.1.retry_after)
+    }
 }
 
 impl FastExchange<'_, '_, '_> {
@@ -286,7 +290,8 @@ pub async fn exchange(
             route_deadline: &deadline,
             reply: &reply,
         };
-        let attempt = call::call(upstream, repeatable, &mut exchange);
+        let until = Instant::now() + route.timeout;
+        let attempt = call::call(upstream, repeatable, &mut exchange, until);
         // Pinned here, so `run` moves a pointer rather than the whole exchange's state.
         let watched = pin!(async {
             tokio::select! {

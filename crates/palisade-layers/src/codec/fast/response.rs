@@ -44,6 +44,8 @@ pub struct FinalHead {
     pub close: bool,
     /// A 5xx whose body is held and judged before it goes on ([`sanitize`]).
     pub held: Option<Box<HeldHead>>,
+    /// The wait an error response's `Retry-After` asks for, for the retry decision.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// What the judge of a held body needs from its head.
@@ -236,6 +238,15 @@ pub fn translate(
         close,
         held: (reply.sanitize && sanitize::holds(status) && framing != Framing::Empty)
             .then(|| HeldHead::read(headers)),
+        // Only error responses are retried; others never pay for the look.
+        retry_after: (status >= 400)
+            .then(|| {
+                let value = headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("retry-after"))?;
+                crate::resilience::parse_retry_after(value.value, std::time::SystemTime::now())
+            })
+            .flatten(),
     }))
 }
 

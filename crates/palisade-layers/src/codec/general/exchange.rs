@@ -46,6 +46,18 @@ impl<'a> GeneralExchange<'a> {
 impl Exchange for GeneralExchange<'_> {
     type Output = (Response<Incoming>, Option<Checkout>);
 
+    fn status(output: &Self::Output) -> (u16, Option<std::time::Duration>) {
+        let resp = &output.0;
+        let status = resp.status().as_u16();
+        let retry_after = (status >= 400)
+            .then(|| {
+                let value = resp.headers().get(header::RETRY_AFTER)?;
+                crate::resilience::parse_retry_after(value.as_bytes(), std::time::SystemTime::now())
+            })
+            .flatten();
+        (status, retry_after)
+    }
+
     async fn attempt(
         &mut self,
         endpoint: &Arc<Endpoint>,

@@ -210,6 +210,8 @@ pub async fn handle(
         }
     };
     let request_sent = body.sent_flag();
+    // Sent again only when safe and nothing needs replaying (a bodiless idempotent request).
+    let repeatable = idempotent && http_body::Body::is_end_stream(&body);
     let mut outbound = Request::new(body);
     *outbound.method_mut() = method;
     *outbound.uri_mut() = uri;
@@ -221,7 +223,7 @@ pub async fn handle(
     // the last bytes that moved, then for the response head (see `RouteDeadline`).
     let sent = tokio::select! {
         biased;
-        sent = call::call(upstream, idempotent, &mut exchange) => Ok(sent),
+        sent = call::call(upstream, repeatable, &mut exchange, tokio::time::Instant::now() + route.timeout) => Ok(sent),
         () = deadline.passed() => Err(()),
     };
     let (resp, checkout) = match sent {
