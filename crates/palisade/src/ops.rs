@@ -84,6 +84,16 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
             // Not part of readiness: while Redis cannot answer, each policy's
             // on_backend_error does, so taking the replica out of service would help no one.
             "redis": state.proxy.retained().limiters.redis().map(|r| r.state()),
+            // Each upstream's circuit breaker: closed, open or half_open. An open breaker
+            // does not make the replica unready: its fallback or 503 answers meanwhile.
+            "breakers": state
+                .proxy
+                .retained()
+                .breakers
+                .states()
+                .into_iter()
+                .map(|(upstream, breaker)| (upstream, breaker.as_str()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
         },
     });
     (

@@ -119,6 +119,8 @@ content_type = "application/json"
             assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
         }
         gw.wait_for_line(|l| l.contains("circuit breaker opened"), Duration::from_secs(5)).await.unwrap();
+        let health = common::json(common::client().get(gw.ops_url("/health")).send().await.unwrap()).await;
+        assert_eq!(health["components"]["breakers"]["app"], "open", "{health}");
         // After open_for one probe goes through; it succeeds and the breaker closes.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(get(&mut wire, "/").await.status, 200);
