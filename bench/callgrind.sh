@@ -6,6 +6,9 @@
 #   FULL=1 bench/callgrind.sh          the full default stack (access log, audit)
 #   LIMITS=1 bench/callgrind.sh        every request also counted against a per-IP policy and a
 #                                      tiered per-user policy (never exhausted by this load)
+#   RESILIENCE=1 bench/callgrind.sh    the upstream has a circuit breaker and a fallback and the
+#                                      route a concurrency limit with a queue (retries are on in
+#                                      every mode: they are the default)
 #   AUTH=1 bench/callgrind.sh          every request carries an HS256 JWT that the route verifies
 #                                      (auth = "jwt"); NGINX gets the same header and ignores it
 #
@@ -22,6 +25,7 @@ requests=${1:-20000}
 full=${FULL:-0}
 limits=${LIMITS:-0}
 auth=${AUTH:-0}
+resilience=${RESILIENCE:-0}
 for tool in nginx hey valgrind callgrind_control; do
   if ! command -v "$tool" >/dev/null; then
     echo "bench/callgrind.sh: installing what is missing ($tool)" >&2
@@ -86,6 +90,10 @@ if [[ $limits == 1 ]]; then
   cat bench/limits.toml >> "$work/palisade.toml"
 fi
 
+if [[ $resilience == 1 ]]; then
+  sed -i 's/^upstream = "app"$/upstream = "app"\nconcurrency_limit = 1000\nqueue = 100/' "$work/palisade.toml"
+  printf '[upstreams.app.breaker]\nmin_requests = 20\n[upstreams.app.fallback]\nstatus = 503\nbody = "{}"\n' >> "$work/palisade.toml"
+fi
 headers=()
 if [[ $auth == 1 ]]; then
   # A 32-byte secret as an oct JWK, and a token signed with it (valid for a day).
