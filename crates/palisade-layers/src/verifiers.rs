@@ -16,7 +16,7 @@ use palisade_telemetry::audit::AuditSink;
 use palisade_telemetry::metrics::Metrics;
 
 use crate::identity::{
-    ApiKeyEntry, ApiKeyStore, Authenticator, JwksCache, JwksOptions, JwtRules, JwtVerifier, KeySet,
+    ApiKeyStore, Authenticator, JwksCache, JwksOptions, JwtRules, JwtVerifier, KeySet,
 };
 use crate::pipeline::identify::{IdentityHeaders, RouteAuth};
 use crate::pipeline::webhook::{MemoryReplay, Replay, RouteWebhook};
@@ -73,17 +73,7 @@ impl Verifiers {
         let api_keys = match &auth.api_keys {
             None => None,
             Some(cfg) => {
-                let entries = cfg
-                    .keys
-                    .iter()
-                    .map(|k| ApiKeyEntry {
-                        id: k.id.clone(),
-                        sha256: k.sha256.clone(),
-                        tier: k.tier.clone(),
-                        scopes: k.scopes.clone(),
-                    })
-                    .collect();
-                let store = ApiKeyStore::from_entries(entries).map_err(|errors| {
+                let store = ApiKeyStore::from_entries(cfg.keys.clone()).map_err(|errors| {
                     let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
                     VerifierError::ApiKeys(all.join("; "))
                 })?;

@@ -237,6 +237,11 @@ both_codecs! {
         }
         // ann: 1 a minute (free); bob: his own bucket; cat: 3 a minute (pro).
         assert_eq!(seen, [200, 429, 200, 200, 200, 200, 429]);
+        // The refusal's audit event names the caller, not an address.
+        let audit = gw
+            .wait_for_line(|l| l.contains("\"request_limited\"") && l.contains("\"actor\":\"ann\""), Duration::from_secs(5))
+            .await;
+        assert!(audit.is_ok(), "no request_limited event with actor ann");
         // A client cannot pick its tier by header when it has a verified one.
         let spoofed = format!("{}x-user-tier: pro\r\n", statuses("free", "dan"));
         assert_eq!(get(&mut wire, "/limited", &spoofed).await.status, 200);

@@ -17,29 +17,9 @@ use sha2::{Digest, Sha256};
 use super::{Identity, Method};
 use crate::hex;
 
-/// One configured key, as an operator writes it. In a TOML file, e.g.:
-///
-/// ```toml
-/// [[keys]]
-/// id = "billing-batch"
-/// sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-/// tier = "partner"
-/// scopes = ["invoices:read"]
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyEntry {
-    /// Who the key belongs to: the identity's subject, in logs and audit events.
-    pub id: String,
-    /// The SHA-256 of the key, 64 hex digits (`printf %s "$KEY" | sha256sum`).
-    pub sha256: String,
-    /// The rate-limit tier of the key's requests.
-    #[serde(default)]
-    pub tier: Option<String>,
-    /// The scopes the key grants.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-}
+/// One configured key (`[[auth.api_keys.keys]]`, or `[[keys]]` in the key file): the config's
+/// own type, so the file, the config and the store read the same fields.
+pub use palisade_config::ApiKeyEntry;
 
 /// A refused entry, named by its position (from 0) and id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -99,11 +99,11 @@ pub struct Authenticator {
     api_key_header: String,
 }
 
-/// What a request presents, before any JWT is verified.
-enum Presented<'a> {
-    Nothing,
-    Known(Identity),
-    Token(&'a str),
+/// What a request presents, before any JWT is verified: the answer already (no credential, or
+/// a known API key), or a token for the verifier.
+enum Presented<'s, 'a> {
+    Settled(Option<Identity>),
+    Token(&'s JwtVerifier, &'a str),
 }
 
 impl Authenticator {
@@ -142,12 +142,8 @@ impl Authenticator {
         now: u64,
     ) -> Result<Option<Identity>, AuthError> {
         match self.presented(lines)? {
-            Presented::Nothing => Ok(None),
-            Presented::Known(identity) => Ok(Some(identity)),
-            Presented::Token(token) => match &self.jwt {
-                Some(jwt) => Ok(Some(jwt.verify(token, now).await?)),
-                None => Err(AuthError::UnknownApiKey),
-            },
+            Presented::Settled(identity) => Ok(identity),
+            Presented::Token(jwt, token) => Ok(Some(jwt.verify(token, now).await?)),
         }
     }
 
@@ -160,12 +156,8 @@ impl Authenticator {
         now: u64,
     ) -> Result<Option<Identity>, AuthError> {
         match self.presented(lines)? {
-            Presented::Nothing => Ok(None),
-            Presented::Known(identity) => Ok(Some(identity)),
-            Presented::Token(token) => match &self.jwt {
-                Some(jwt) => Ok(Some(jwt.verify_cached(token, now)?)),
-                None => Err(AuthError::UnknownApiKey),
-            },
+            Presented::Settled(identity) => Ok(identity),
+            Presented::Token(jwt, token) => Ok(Some(jwt.verify_cached(token, now)?)),
         }
     }
 
@@ -177,10 +169,10 @@ impl Authenticator {
         }
     }
 
-    fn presented<'a>(
-        &self,
+    fn presented<'s, 'a>(
+        &'s self,
         lines: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    ) -> Result<Presented<'a>, AuthError> {
+    ) -> Result<Presented<'s, 'a>, AuthError> {
         // Two values of a header are enough to know it is repeated.
         let mut authorization = ArrayVec::<&[u8], 2>::new();
         let mut api_key = ArrayVec::<&[u8], 2>::new();
@@ -200,11 +192,11 @@ impl Authenticator {
             let presented = credential::api_key(value)?;
             return store
                 .lookup(presented)
-                .map(Presented::Known)
+                .map(|identity| Presented::Settled(Some(identity)))
                 .ok_or(AuthError::UnknownApiKey);
         }
         let Some(value) = credential::single(authorization)? else {
-            return Ok(Presented::Nothing);
+            return Ok(Presented::Settled(None));
         };
         let token = credential::bearer_token(value)?;
         if let Some(identity) = self
@@ -212,8 +204,11 @@ impl Authenticator {
             .as_ref()
             .and_then(|s| s.lookup(token.as_bytes()))
         {
-            return Ok(Presented::Known(identity));
+            return Ok(Presented::Settled(Some(identity)));
         }
-        Ok(Presented::Token(token))
+        match &self.jwt {
+            Some(jwt) => Ok(Presented::Token(jwt, token)),
+            None => Err(AuthError::UnknownApiKey),
+        }
     }
 }

@@ -140,6 +140,7 @@ impl RequestCtx {
         ratelimit::Requester {
             request_id: self.record.request_id.to_str().unwrap_or_default(),
             trace_id: self.record.trace.trace_id(),
+            caller: self.identity.as_deref().map(|i| i.subject.as_str()),
         }
     }
 }

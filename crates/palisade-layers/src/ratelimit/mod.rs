@@ -536,6 +536,8 @@ pub struct Verdict {
 pub struct Requester<'a> {
     pub request_id: &'a str,
     pub trace_id: &'a str,
+    /// The verified caller's id, the actor of an audit event; else the client address is.
+    pub caller: Option<&'a str>,
 }
 
 /// Checks every policy of a route; the policy that asks for the longest wait refuses. Every
@@ -618,7 +620,10 @@ impl Verdict {
                     "request_limited",
                     AuditOutcome::Denied,
                 )
-                .actor(counted.client_ip.to_string())
+                .actor(
+                    who.caller
+                        .map_or_else(|| counted.client_ip.to_string(), str::to_owned),
+                )
                 .route(counted.route)
                 .request_id(who.request_id)
                 .trace_id(who.trace_id)

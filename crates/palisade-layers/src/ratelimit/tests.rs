@@ -63,6 +63,7 @@ fn anonymous(ip: &str) -> KeyInput<'static> {
 const WHO: Requester<'static> = Requester {
     request_id: "r1",
     trace_id: "t1",
+    caller: None,
 };
 
 fn from(ip: &str) -> impl Fn(&Policy) -> Decision {
@@ -316,6 +317,7 @@ async fn redis_and_local_give_the_same_answers_for_the_same_sequence() {
     let who = Requester {
         request_id: "r",
         trace_id: "t",
+        caller: None,
     };
     let mut seen = Vec::new();
     for (ip, plan) in [
