@@ -37,6 +37,7 @@ fn client(i: u32) -> IpAddr {
 const WHO: Requester<'static> = Requester {
     request_id: "bench",
     trace_id: "0af7651916cd43dd8448eb211c80319c",
+    caller: None,
 };
 
 fn local(policy: &str) {
