@@ -241,3 +241,68 @@ both_codecs! {
         assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
     }
 }
+
+/// Chaos: two endpoints, one of which fails (503) and recovers every 50 ms, under continuous
+/// load from 8 clients for 2 s. Retries go to the other endpoint, so clients see at most 2 % of
+/// errors (without retries they would see about a quarter); the retry metrics show the work.
+#[tokio::test]
+async fn clients_barely_notice_an_endpoint_that_fails_and_recovers() {
+    let healthy = UpstreamServer::start().await.unwrap();
+    let flaky = std::sync::Arc::new(UpstreamServer::start().await.unwrap());
+    let config = common::config_for(healthy.addr(), "").replace(
+        &format!("endpoints = [\"{}\"]", healthy.addr()),
+        &format!(
+            "endpoints = [\"{}\", \"{}\"]\n[upstreams.app.retry]\nbudget = 0.5\nbackoff = \"1ms\"\nmax_backoff = \"5ms\"",
+            healthy.addr(),
+            flaky.addr()
+        ),
+    );
+    let gw = common::spawn(common::Codec::Fast, &config, true).await;
+    let toggling = {
+        let flaky = flaky.clone();
+        tokio::spawn(async move {
+            for n in 0.. {
+                flaky.fail_with((n % 2 == 0).then_some(503));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let url = gw.url("/");
+        clients.spawn(async move {
+            let mut wire = Wire::connect(&url).await;
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while Instant::now() < until {
+                match get(&mut wire, "/").await.status {
+                    200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        });
+    }
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(result) = clients.join_next().await {
+        let (o, f) = result.unwrap();
+        (ok, failed) = (ok + o, failed + f);
+    }
+    toggling.abort();
+    let total = ok + failed;
+    assert!(total > 200, "only {total} requests in 2 s");
+    assert!(
+        f64::from(failed) / f64::from(total) <= 0.02,
+        "{failed} of {total} requests failed"
+    );
+    assert!(flaky.requests_seen() > 0 && healthy.requests_seen() > 0);
+    let metrics = common::metrics_text(&gw).await;
+    let retried = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(r#"palisade_upstream_retries_total{upstream="app",reason="status_5xx"}"#)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(retried > 0, "no retries counted:\n{metrics}");
+}

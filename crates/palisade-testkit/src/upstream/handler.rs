@@ -35,10 +35,14 @@ pub(crate) async fn handle(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     stats.requests.fetch_add(1, Ordering::Relaxed);
-    let behaviour = match Behaviour::parse(req.uri().query()) {
+    let mut behaviour = match Behaviour::parse(req.uri().query()) {
         Ok(behaviour) => behaviour,
         Err(message) => return Ok(text(StatusCode::BAD_REQUEST, message)),
     };
+    let failing = stats.failing.load(Ordering::Relaxed);
+    if failing != 0 {
+        behaviour.status = StatusCode::from_u16(failing).ok();
+    }
     if req.uri().path() == "/ws" && ws::is_upgrade(&req) {
         return Ok(ws::accept(req, shutdown));
     }

@@ -61,6 +61,8 @@ pub struct UpstreamServer {
 pub(crate) struct Stats {
     pub requests: AtomicU64,
     pub connections: AtomicU64,
+    /// Non-zero: every request is answered with this status (see [`UpstreamServer::fail_with`]).
+    pub failing: std::sync::atomic::AtomicU16,
 }
 
 impl UpstreamServer {
@@ -101,6 +103,14 @@ impl UpstreamServer {
     /// Requests handled so far, WebSocket upgrades and 400s included.
     pub fn requests_seen(&self) -> u64 {
         self.stats.requests.load(Ordering::Relaxed)
+    }
+
+    /// From now on answers every request with `status` (its query notwithstanding), or, with
+    /// `None`, as its query says again: an upstream that fails and recovers on command.
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.stats
+            .failing
+            .store(status.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// TCP connections accepted so far; fewer connections than requests proves keep-alive.
