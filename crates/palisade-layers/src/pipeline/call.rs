@@ -99,8 +99,26 @@ pub struct Retry {
     pub metrics: RetryMetrics,
 }
 
-/// Calls `upstream` for one request before `deadline`. `repeatable`: the request may be sent
-/// again after it may have been delivered (an idempotent method, and no body to replay).
+/// What makes a request safe to send again after it may have been delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Repeat {
+    /// The method is idempotent (RFC 9110 §9.2.2).
+    pub idempotent: bool,
+    /// The request carries `Idempotency-Key`: its sender made a repeat harmless (the retry
+    /// policy's `idempotency_key` decides whether that counts).
+    pub idempotency_key: bool,
+    /// The whole body, if any, is at hand to be sent again.
+    pub body: bool,
+}
+
+impl Repeat {
+    /// Safe for the transport's own second try (a pooled connection the upstream had closed).
+    fn stale_safe(self) -> bool {
+        self.idempotent && self.body
+    }
+}
+
+/// Calls `upstream` for one request before `deadline`; `repeat` says when it may go again.
 ///
 /// Transport failures first go to the next endpoint at once, as before (an unreachable
 /// endpoint, a pooled connection the upstream had closed). Past that, the upstream's
@@ -109,7 +127,7 @@ pub struct Retry {
 /// retry is counted with the reason and answered as it came.
 pub async fn call<X: Exchange>(
     upstream: &Upstream,
-    repeatable: bool,
+    repeat: Repeat,
     exchange: &mut X,
     deadline: Instant,
 ) -> Result<X::Output, AttemptError> {
@@ -132,7 +150,7 @@ pub async fn call<X: Exchange>(
                 if !retry.policy.on.matches(failure) {
                     return Ok(out);
                 }
-                match decide(retry, attempt, failure, repeatable, retry_after, deadline) {
+                match decide(retry, attempt, failure, repeat, retry_after, deadline) {
                     Some(after) => {
                         drop(out);
                         let reason = if status >= 500 {
@@ -178,7 +196,7 @@ pub async fn call<X: Exchange>(
                 fresh = true;
                 continue;
             }
-            Failure::StaleAfterSend if !fresh && repeatable && !repeated => {
+            Failure::StaleAfterSend if !fresh && repeat.stale_safe() && !repeated => {
                 (fresh, repeated) = (true, true);
                 continue;
             }
@@ -188,9 +206,7 @@ pub async fn call<X: Exchange>(
         let Some(retry) = retry.filter(|r| r.policy.on.matches(class)) else {
             return Err(error);
         };
-        // Nothing was sent when no connection could be made: any request can go again.
-        let safe = repeatable || class == FailureClass::Connect;
-        match decide(retry, attempt, class, safe, None, deadline) {
+        match decide(retry, attempt, class, repeat, None, deadline) {
             Some(after) => {
                 let reason = if class == FailureClass::Connect {
                     "connect"
@@ -215,16 +231,18 @@ fn decide(
     retry: &Retry,
     attempt: u32,
     failure: FailureClass,
-    safe: bool,
+    repeat: Repeat,
     retry_after: Option<Duration>,
     deadline: Instant,
 ) -> Option<Duration> {
+    // Nothing was sent when no connection could be made: any request can go again.
+    let unsent = failure == FailureClass::Connect;
     let failed = AttemptFailure {
         attempt,
         failure,
-        idempotent: safe,
-        idempotency_key: false,
-        body_replayable: safe,
+        idempotent: repeat.idempotent || unsent,
+        idempotency_key: repeat.idempotency_key,
+        body_replayable: repeat.body || unsent,
         retry_after,
         deadline: Some(deadline),
     };

@@ -164,6 +164,11 @@ impl Admitted<'_> {
     pub fn idempotent(&self) -> bool {
         self.ctx.record.method.is_idempotent()
     }
+
+    /// A request of another method that carries `Idempotency-Key`.
+    pub fn idempotency_key(&self, head: &RequestHead<'_>) -> bool {
+        !self.idempotent() && head.value("idempotency-key").is_some()
+    }
 }
 
 /// The outcome of [`admit`]. Returned by value and consumed at once: boxing a variant would

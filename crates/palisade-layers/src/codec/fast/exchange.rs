@@ -246,6 +246,7 @@ pub async fn exchange(
         mut ctx,
         head_request,
         idempotent,
+        idempotency_key,
         close,
         send_timeout,
         body,
@@ -255,7 +256,12 @@ pub async fn exchange(
     let deadline = RouteDeadline::new(route.timeout);
     // A body that may have reached the upstream is not sent again: it is not kept (as on the
     // general codec). One never written is, on the next connection ([`call::call`]).
-    let repeatable = idempotent && body == 0;
+    // A body is never sent twice (as on the general codec, which streams it).
+    let repeat = call::Repeat {
+        idempotent,
+        idempotency_key,
+        body: body == 0,
+    };
     // The route's concurrency limit and the upstream's breaker: refused, the body the client
     // still sends is skipped (or the connection closes), as for any answer without the upstream.
     let mut slot = match guard::enter(&route, &mut ctx, close || upload.left() > DRAIN_MAX).await {
@@ -291,7 +297,7 @@ pub async fn exchange(
             reply: &reply,
         };
         let until = Instant::now() + route.timeout;
-        let attempt = call::call(upstream, repeatable, &mut exchange, until);
+        let attempt = call::call(upstream, repeat, &mut exchange, until);
         // Pinned here, so `run` moves a pointer rather than the whole exchange's state.
         let watched = pin!(async {
             tokio::select! {

@@ -50,6 +50,8 @@ pub struct Forward {
     pub head_request: bool,
     /// Safe to send again when a reused connection failed before answering.
     pub idempotent: bool,
+    /// A request of another method that carries `Idempotency-Key`.
+    pub idempotency_key: bool,
     /// The client asked to close the connection after this exchange.
     pub close: bool,
     /// Longest wait for the client to take more response bytes.
@@ -129,6 +131,7 @@ pub fn request(
     let mut admitted = admitted;
     let pending_limits = admitted.pending_limits.take();
     let idempotent = admitted.idempotent();
+    let idempotency_key = admitted.idempotency_key(&head);
     let close = admitted.facts.close;
     let body = match admitted.facts.body {
         BodyKind::Length(n) => n,
@@ -140,6 +143,7 @@ pub fn request(
         ctx: admitted.ctx,
         head_request: method == Method::HEAD,
         idempotent,
+        idempotency_key,
         close,
         send_timeout: snap.send_timeout,
         body,

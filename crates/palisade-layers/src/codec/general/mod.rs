@@ -44,6 +44,7 @@ struct Outbound {
     uri: Uri,
     upgrade: bool,
     idempotent: bool,
+    idempotency_key: bool,
     close: bool,
     pending_limits: Option<crate::ratelimit::Pending>,
 }
@@ -87,6 +88,7 @@ pub async fn handle(
                 match a.target.parse::<Uri>() {
                     Ok(uri) => Ok(Outbound {
                         idempotent: a.idempotent(),
+                        idempotency_key: a.idempotency_key(&head),
                         pending_limits: a.pending_limits,
                         close: a.facts.close,
                         upgrade: a.facts.body == BodyKind::Upgrade,
@@ -128,6 +130,7 @@ pub async fn handle(
         uri,
         upgrade,
         idempotent,
+        idempotency_key,
         close,
         pending_limits,
     } = out;
@@ -210,8 +213,13 @@ pub async fn handle(
         }
     };
     let request_sent = body.sent_flag();
-    // Sent again only when safe and nothing needs replaying (a bodiless idempotent request).
-    let repeatable = idempotent && http_body::Body::is_end_stream(&body);
+    // hyper consumes a streamed body: only a bodiless request can be sent again (as on the
+    // fast codec).
+    let repeat = call::Repeat {
+        idempotent,
+        idempotency_key,
+        body: http_body::Body::is_end_stream(&body),
+    };
     let mut outbound = Request::new(body);
     *outbound.method_mut() = method;
     *outbound.uri_mut() = uri;
@@ -223,7 +231,7 @@ pub async fn handle(
     // the last bytes that moved, then for the response head (see `RouteDeadline`).
     let sent = tokio::select! {
         biased;
-        sent = call::call(upstream, repeatable, &mut exchange, tokio::time::Instant::now() + route.timeout) => Ok(sent),
+        sent = call::call(upstream, repeat, &mut exchange, tokio::time::Instant::now() + route.timeout) => Ok(sent),
         () = deadline.passed() => Err(()),
     };
     let (resp, checkout) = match sent {
