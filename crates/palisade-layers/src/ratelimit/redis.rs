@@ -2,18 +2,20 @@
 //! the same GCRA arithmetic governor runs locally, so every replica that shares the Redis
 //! shares the counters and a policy answers the same on either backend.
 //!
-//! Every call is bounded by `[redis] timeout`; a circuit breaker stops calling a Redis that
-//! keeps failing (it opens after [`TRIP_AFTER`] failures in a row, for [`OPEN_FOR`], then lets
-//! one call through); while Redis cannot answer, the policy's `on_backend_error` does
-//! ([`super::check_remote`]).
+//! Every call is bounded by `[redis] timeout`; a circuit breaker (the one upstreams use,
+//! [`crate::resilience::Breaker`]) stops calling a Redis that keeps failing: it opens after
+//! [`TRIP_AFTER`] failures in a row, for [`OPEN_FOR`], then lets one call through; while Redis
+//! cannot answer, the policy's `on_backend_error` does ([`super::check_remote`]).
 
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use palisade_config::RedisConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
-use tokio::time::Instant;
+
+use crate::resilience::{Breaker, BreakerConfig, BreakerState, Trip};
 
 /// Failures in a row that open the breaker.
 const TRIP_AFTER: u32 = 3;
@@ -76,15 +78,9 @@ pub struct RedisBackend {
     script: redis::Script,
     timeout: Duration,
     prefix: String,
-    breaker: Mutex<Breaker>,
-}
-
-#[derive(Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-    /// Whether the last call answered; `None` before the first.
-    last_ok: Option<bool>,
+    breaker: Breaker,
+    /// The last call: 0 none yet, 1 answered, 2 failed.
+    last: AtomicU8,
 }
 
 impl RedisBackend {
@@ -101,7 +97,25 @@ impl RedisBackend {
             script: redis::Script::new(GCRA),
             timeout: cfg.timeout.get(),
             prefix: cfg.prefix.clone(),
-            breaker: Mutex::new(Breaker::default()),
+            breaker: Breaker::with_observer(
+                BreakerConfig {
+                    trip: Trip::Consecutive {
+                        failures: TRIP_AFTER,
+                    },
+                    open_for: OPEN_FOR,
+                    max_open_for: OPEN_FOR,
+                    half_open_probes: 1,
+                },
+                Arc::new(|t: crate::resilience::Transition| {
+                    if t.to == BreakerState::Open {
+                        tracing::warn!(
+                            open_for_ms = OPEN_FOR.as_millis() as u64,
+                            "redis keeps failing: rate-limit decisions skip it for a while"
+                        );
+                    }
+                }),
+            ),
+            last: AtomicU8::new(0),
         })
     }
 
@@ -127,9 +141,6 @@ impl RedisBackend {
     /// Records `material` (a webhook delivery's replay key) for `keep`: true the first time,
     /// false when it was already there. The key is hashed, as a bucket's is.
     pub async fn first_seen(&self, material: &[u8], keep: Duration) -> Result<bool, RedisFailure> {
-        if !self.breaker_allows() {
-            return Err(RedisFailure::BreakerOpen);
-        }
         let key = self.key("webhook", "replay", material);
         let mut connection = self.connection.clone();
         let mut set = redis::cmd("SET");
@@ -139,13 +150,7 @@ impl RedisBackend {
             .arg("PX")
             .arg(keep.as_millis().max(1) as u64);
         let call = set.query_async::<Option<String>>(&mut connection);
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) => Ok(answer.is_some()),
-            Ok(Err(error)) => Err(RedisFailure::Redis(error)),
-            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
-        };
-        self.record(result.is_ok());
-        result
+        Ok(self.guarded(call).await?.is_some())
     }
 
     /// Runs the GCRA script for one request on `key`.
@@ -155,22 +160,13 @@ impl RedisBackend {
         emission: Duration,
         burst: u32,
     ) -> Result<Answer, RedisFailure> {
-        if !self.breaker_allows() {
-            return Err(RedisFailure::BreakerOpen);
-        }
         let emission_us = emission.as_micros().max(1) as u64;
         let tau_us = emission_us * u64::from(burst.saturating_sub(1));
         let mut connection = self.connection.clone();
         let mut invocation = self.script.key(key);
         invocation.arg(emission_us).arg(tau_us);
         let call = invocation.invoke_async::<(i64, i64)>(&mut connection);
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(error)) => Err(RedisFailure::Redis(error)),
-            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
-        };
-        self.record(result.is_ok());
-        let (allowed, micros) = result?;
+        let (allowed, micros) = self.guarded(call).await?;
         let span = Duration::from_micros(micros.max(0) as u64);
         Ok(if allowed == 1 {
             Answer::Allowed { ahead: span }
@@ -179,46 +175,36 @@ impl RedisBackend {
         })
     }
 
-    fn breaker_allows(&self) -> bool {
-        let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
-        match breaker.open_until {
-            Some(until) if Instant::now() < until => false,
-            // Half-open: this call is the probe; another failure opens the breaker again.
-            Some(_) => {
-                breaker.open_until = None;
-                breaker.failures = TRIP_AFTER - 1;
-                true
-            }
-            None => true,
-        }
-    }
-
     /// The state `/health` shows: `up` (the last call answered), `failing`, `breaker_open`
     /// (decisions skip Redis for now) or `unused` (no call yet).
     pub fn state(&self) -> &'static str {
-        let breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
-        match (breaker.open_until, breaker.last_ok) {
-            (Some(until), _) if Instant::now() < until => "breaker_open",
-            (_, Some(true)) => "up",
-            (_, Some(false)) => "failing",
-            (_, None) => "unused",
+        if self.breaker.state() == BreakerState::Open {
+            return "breaker_open";
+        }
+        match self.last.load(Ordering::Relaxed) {
+            1 => "up",
+            2 => "failing",
+            _ => "unused",
         }
     }
 
-    fn record(&self, ok: bool) {
-        let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
-        breaker.last_ok = Some(ok);
-        if ok {
-            breaker.failures = 0;
-            return;
-        }
-        breaker.failures += 1;
-        if breaker.failures >= TRIP_AFTER {
-            breaker.open_until = Some(Instant::now() + OPEN_FOR);
-            tracing::warn!(
-                open_for_ms = OPEN_FOR.as_millis() as u64,
-                "redis keeps failing: rate-limit decisions skip it for a while"
-            );
-        }
+    /// Runs `call` unless the breaker is open, bounded by the timeout, and records how it went.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RedisFailure> {
+        let permit = self
+            .breaker
+            .try_acquire()
+            .map_err(|_| RedisFailure::BreakerOpen)?;
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(RedisFailure::Redis(error)),
+            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
+        };
+        permit.record(result.is_ok());
+        self.last
+            .store(if result.is_ok() { 1 } else { 2 }, Ordering::Relaxed);
+        result
     }
 }
