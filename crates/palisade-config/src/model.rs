@@ -343,7 +343,7 @@ pub struct BreakerSettings {
     pub failure_on: Vec<String>,
 }
 
-/// A static response served while an upstream's breaker is open.
+/// What answers while an upstream's breaker is open: another upstream, or a static response.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackConfig {
@@ -356,6 +356,10 @@ pub struct FallbackConfig {
     /// The body's media type.
     #[serde(default = "default_fallback_content_type")]
     pub content_type: String,
+    /// Another upstream (a key of `[upstreams]`, HTTP/1.1) that serves the requests instead,
+    /// e.g. a cache or a read-only replica; `status`, `body` and `content_type` are then unused.
+    #[serde(default)]
+    pub upstream: Option<String>,
 }
 
 fn default_failure_rate() -> f64 {

@@ -101,7 +101,7 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
             ));
         }
         if let Some(upstream) = upstream {
-            check_upstream(upstream, &path, &mut issues);
+            check_upstream(name, upstream, &draft.upstreams, &path, &mut issues);
         }
     }
     if let Some(Some(redis)) = &draft.redis {
@@ -272,7 +272,13 @@ fn check_audit(audit: &AuditConfig, path: &FieldPath, issues: &mut Vec<Issue>) {
     }
 }
 
-fn check_upstream(upstream: &UpstreamConfig, path: &FieldPath, issues: &mut Vec<Issue>) {
+fn check_upstream(
+    name: &str,
+    upstream: &UpstreamConfig,
+    upstreams: &BTreeMap<String, Option<UpstreamConfig>>,
+    path: &FieldPath,
+    issues: &mut Vec<Issue>,
+) {
     if upstream.endpoints.is_empty() {
         issues.push(Issue::new(
             path.key("endpoints"),
@@ -373,9 +379,26 @@ fn check_upstream(upstream: &UpstreamConfig, path: &FieldPath, issues: &mut Vec<
         }
         if upstream.breaker.is_none() {
             issues.push(Issue::new(
-                at,
+                at.clone(),
                 "a fallback answers while the breaker is open: add [upstreams.NAME.breaker]",
             ));
+        }
+        if let Some(other) = &fallback.upstream {
+            match upstreams.get(other) {
+                _ if other == name => issues.push(Issue::new(
+                    at.key("upstream"),
+                    "an upstream cannot be its own fallback",
+                )),
+                None => issues.push(Issue::new(
+                    at.key("upstream"),
+                    format!("upstream {other:?} is not defined under [upstreams]"),
+                )),
+                Some(Some(o)) if o.http2 || upstream.http2 => issues.push(Issue::new(
+                    at.key("upstream"),
+                    "a fallback upstream and its upstream must both speak HTTP/1.1",
+                )),
+                Some(_) => {}
+            }
         }
     }
     for (name, value) in &upstream.request_headers {

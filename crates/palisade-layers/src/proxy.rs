@@ -142,6 +142,13 @@ impl Snapshot {
         retained
             .breakers
             .retain(|name| cfg.upstreams.get(name).is_some_and(|u| u.breaker.is_some()));
+        for up in &upstreams {
+            if let Some((name, slot)) = up.guard.as_ref().and_then(|g| g.fallback_upstream.as_ref())
+                && let Some(other) = upstreams.iter().find(|u| &u.name == name)
+            {
+                let _ = slot.set(Arc::downgrade(other));
+            }
+        }
         retained.endpoints.retain(&upstreams);
         let policies = retained
             .limiters

@@ -163,6 +163,29 @@ content_type = "application/json"
     }
 }
 
+both_codecs! {
+    async fn an_open_breaker_sends_requests_to_the_fallback_upstream(codec: Codec) {
+        let (up, cache) = (UpstreamServer::start().await.unwrap(), UpstreamServer::start().await.unwrap());
+        let extra = format!(
+            "[upstreams.app.retry]\nattempts = 1\n[upstreams.app.breaker]\nmin_requests = 2\nopen_for = \"1h\"\n\
+             [upstreams.app.fallback]\nupstream = \"cache\"\n\n[upstreams.cache]\nendpoints = [\"{}\"]\n",
+            cache.addr()
+        );
+        let config = common::config_for(up.addr(), "").replace("[[routes]]", &format!("{extra}\n[[routes]]"));
+        let gw = common::spawn(codec, &config, true).await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        for _ in 0..2 {
+            assert_eq!(get(&mut wire, "/?status=503").await.status, 503);
+        }
+        let (app_seen, cache_seen) = (up.requests_seen(), cache.requests_seen());
+        // Open: the cache answers, with the request as the client sent it.
+        let served = get(&mut wire, "/orders?page=2").await;
+        assert_eq!(served.status, 200);
+        assert_eq!(served.json()["query"], "page=2");
+        assert_eq!((up.requests_seen(), cache.requests_seen()), (app_seen, cache_seen + 1));
+    }
+}
+
 /// The gateway with `retry` as `[upstreams.app.retry]` (and `endpoints` instead of the test kit
 /// upstream's when given).
 async fn retrying(codec: common::Codec, retry: &str) -> (UpstreamServer, Gateway) {

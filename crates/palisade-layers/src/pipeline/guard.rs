@@ -3,7 +3,7 @@
 //! permit, or the fallback / 503 with `Retry-After` while it is open). After the call the codec
 //! says how it ended ([`Slot::answered`], [`Slot::failed`]), which the breaker counts.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -16,6 +16,7 @@ use crate::resilience::{
     Breaker, BreakerConfig, BreakerPermit, BreakerState, ConcurrencyConfig, ConcurrencyLimit,
     ConcurrencyPermit, Observer, Transition, Trip,
 };
+use crate::upstream::Upstream;
 
 /// A route's concurrency limit with its metrics.
 #[derive(Debug)]
@@ -48,6 +49,9 @@ pub struct UpstreamGuard {
     pub breaker: Breaker,
     failure_on: FailureOn,
     pub fallback: Option<Arc<Fallback>>,
+    /// `fallback.upstream`: its name, and the upstream once the snapshot has built it (weak:
+    /// two upstreams may fall back on each other).
+    pub fallback_upstream: Option<(String, OnceLock<Weak<Upstream>>)>,
 }
 
 /// The failures a breaker counts (`failure_on`).
@@ -106,7 +110,10 @@ pub fn observer(upstream: &str, metrics: BreakerMetrics) -> Observer {
 impl UpstreamGuard {
     pub fn new(breaker: Breaker, cfg: &BreakerSettings, fallback: Option<&FallbackConfig>) -> Self {
         let on = |name: &str| cfg.failure_on.iter().any(|f| f == name);
-        let fallback = fallback.map(|f| {
+        let fallback_upstream = fallback
+            .and_then(|f| f.upstream.clone())
+            .map(|name| (name, OnceLock::new()));
+        let fallback = fallback.filter(|f| f.upstream.is_none()).map(|f| {
             Arc::new(Fallback {
                 status: StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
                 content_type: HeaderValue::from_str(&f.content_type)
@@ -122,6 +129,7 @@ impl UpstreamGuard {
                 connect: on("connect"),
             },
             fallback,
+            fallback_upstream,
         }
     }
 }
@@ -132,6 +140,8 @@ impl UpstreamGuard {
 pub struct Slot {
     slot: Option<ConcurrencyPermit>,
     permit: Option<(BreakerPermit, FailureOn)>,
+    /// The fallback upstream to call instead, while the route's upstream's breaker is open.
+    pub instead: Option<Arc<Upstream>>,
 }
 
 impl Slot {
@@ -186,6 +196,14 @@ pub async fn enter(
         Some(guard) => match guard.breaker.try_acquire() {
             Ok(permit) => Some((permit, guard.failure_on)),
             Err(rejected) => {
+                let instead = guard.fallback_upstream.as_ref();
+                if let Some(instead) = instead.and_then(|(_, up)| up.get()?.upgrade()) {
+                    return Ok(Slot {
+                        slot,
+                        permit: None,
+                        instead: Some(instead),
+                    });
+                }
                 ctx.retry_after = Some(HeaderValue::from(rejected.retry_after));
                 ctx.fallback = guard.fallback.clone();
                 let error = ProxyError::CircuitOpen;
@@ -193,5 +211,9 @@ pub async fn enter(
             }
         },
     };
-    Ok(Slot { slot, permit })
+    Ok(Slot {
+        slot,
+        permit,
+        instead: None,
+    })
 }

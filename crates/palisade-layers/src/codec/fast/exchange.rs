@@ -252,7 +252,6 @@ pub async fn exchange(
         body,
         ..
     } = forward;
-    let upstream = &route.upstream;
     let deadline = RouteDeadline::new(route.timeout);
     // A body that may have reached the upstream is not sent again: it is not kept (as on the
     // general codec). One never written is, on the next connection ([`call::call`]).
@@ -272,6 +271,9 @@ pub async fn exchange(
             return upload.settle(client, deadlines, keep_open, shutdown).await;
         }
     };
+    // While the upstream's breaker is open, its fallback upstream may serve instead.
+    let instead = slot.instead.take();
+    let upstream = instead.as_ref().unwrap_or(&route.upstream);
     let reply = Reply {
         request_id: &ctx.record.request_id,
         traceparent: &ctx.traceparent,

@@ -225,7 +225,9 @@ pub async fn handle(
     *outbound.uri_mut() = uri;
     *outbound.headers_mut() = headers;
 
-    let upstream = &route.upstream;
+    // While the upstream's breaker is open, its fallback upstream may serve instead.
+    let instead = slot.instead.take();
+    let upstream = instead.as_ref().unwrap_or(&route.upstream);
     let mut exchange = GeneralExchange::new(outbound, upstream);
     // The route's timeout stands still while the body waits for the client, and runs from
     // the last bytes that moved, then for the response head (see `RouteDeadline`).
