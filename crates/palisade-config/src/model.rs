@@ -274,6 +274,11 @@ pub struct RetryConfig {
     /// a repeat is harmless).
     #[serde(default = "default_true")]
     pub idempotency_key: bool,
+    /// Longest wait for one attempt's response head; past it the attempt is abandoned (and
+    /// retried when `on` lists "timeout"). The route's `timeout` stays the total for all
+    /// attempts. Absent: no per-try limit.
+    #[serde(default)]
+    pub try_timeout: Option<Duration>,
 }
 
 impl Default for RetryConfig {
@@ -286,6 +291,7 @@ impl Default for RetryConfig {
             budget: default_budget(),
             budget_window: default_budget_window(),
             idempotency_key: true,
+            try_timeout: None,
         }
     }
 }

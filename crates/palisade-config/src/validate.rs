@@ -332,6 +332,9 @@ fn check_upstream(
         ));
     }
     check_positive(retry.budget_window, at.key("budget_window"), issues);
+    if let Some(try_timeout) = retry.try_timeout {
+        check_positive(try_timeout, at.key("try_timeout"), issues);
+    }
     if let Some(breaker) = &upstream.breaker {
         let at = path.key("breaker");
         if !(breaker.failure_rate > 0.0 && breaker.failure_rate <= 1.0) {

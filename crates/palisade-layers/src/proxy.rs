@@ -59,6 +59,7 @@ fn retry(
             ..BudgetConfig::default()
         }),
         metrics,
+        try_timeout: cfg.try_timeout.map(|t| t.get()),
     })
 }
 

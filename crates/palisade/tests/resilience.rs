@@ -246,6 +246,24 @@ both_codecs! {
         assert_eq!(skipped("not_idempotent") + skipped("body_not_replayable"), 2, "{metrics}");
     }
 
+    async fn a_try_timeout_abandons_a_slow_attempt_within_the_route_timeout(codec: Codec) {
+        let retry = "try_timeout = \"200ms\"\non = [\"timeout\", \"503\"]\nbackoff = \"1ms\"\nmax_backoff = \"2ms\"";
+        let (up, gw) = retrying(codec, retry).await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        let before = up.requests_seen();
+        let started = Instant::now();
+        let slow = get(&mut wire, "/?latency=700ms").await;
+        // Two attempts of 200 ms each, well inside the route's 1 s.
+        assert_eq!(slow.status, 504);
+        assert!(started.elapsed() < Duration::from_millis(700), "took {:?}", started.elapsed());
+        assert_eq!(up.requests_seen(), before + 2);
+        let metrics = common::metrics_text(&gw).await;
+        let line = r#"palisade_upstream_retries_total{upstream="app",reason="timeout"} 1"#;
+        assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
+        // A fast answer is not affected.
+        assert_eq!(get(&mut Wire::connect(&gw.url("/")).await, "/?latency=50ms").await.status, 200);
+    }
+
     async fn the_budget_stops_a_retry_storm(codec: Codec) {
         // No share of traffic, only the reserve of one retry a second: 10 in the 10 s window.
         let (up, gw) = retrying(codec, "budget = 0.0\nbackoff = \"1ms\"\nmax_backoff = \"2ms\"").await;

@@ -63,6 +63,11 @@ pub struct AttemptError {
 }
 
 impl AttemptError {
+    /// The attempt ran out of time (the retry policy's `try_timeout`).
+    pub fn timed_out(&self) -> bool {
+        self.failure == Failure::Exchange(UpstreamErrorKind::Timeout)
+    }
+
     pub fn new(
         failure: Failure,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -97,6 +102,8 @@ pub struct Retry {
     pub policy: RetryPolicy,
     pub budget: RetryBudget,
     pub metrics: RetryMetrics,
+    /// Longest wait for one attempt's response head.
+    pub try_timeout: Option<Duration>,
 }
 
 /// What makes a request safe to send again after it may have been delivered.
@@ -141,7 +148,19 @@ pub async fn call<X: Exchange>(
     let mut endpoints_left = upstream.endpoint_count().saturating_sub(1);
     let (mut fresh, mut repeated, mut attempt) = (false, false, 1);
     loop {
-        let error = match exchange.attempt(&endpoint, fresh).await {
+        let attempted = match retry.and_then(|r| r.try_timeout) {
+            None => exchange.attempt(&endpoint, fresh).await,
+            Some(limit) => {
+                match tokio::time::timeout(limit, exchange.attempt(&endpoint, fresh)).await {
+                    Ok(attempted) => attempted,
+                    Err(_) => Err(AttemptError::new(
+                        Failure::Exchange(UpstreamErrorKind::Timeout),
+                        format!("no response head within the try timeout of {limit:?}"),
+                    )),
+                }
+            }
+        };
+        let error = match attempted {
             Ok(out) => {
                 endpoint.connected();
                 let Some(retry) = retry else { return Ok(out) };
@@ -201,6 +220,7 @@ pub async fn call<X: Exchange>(
                 continue;
             }
             Failure::Client => return Err(error),
+            _ if error.timed_out() => FailureClass::Timeout,
             _ => FailureClass::Reset,
         };
         let Some(retry) = retry.filter(|r| r.policy.on.matches(class)) else {
@@ -208,10 +228,10 @@ pub async fn call<X: Exchange>(
         };
         match decide(retry, attempt, class, repeat, None, deadline) {
             Some(after) => {
-                let reason = if class == FailureClass::Connect {
-                    "connect"
-                } else {
-                    "reset"
+                let reason = match class {
+                    FailureClass::Connect => "connect",
+                    FailureClass::Timeout => "timeout",
+                    _ => "reset",
                 };
                 retry.metrics.retried(reason);
                 tokio::time::sleep(after).await;
@@ -272,6 +292,17 @@ pub fn failed(
     let upstream = &route.upstream;
     let request_id = ctx.record.request_id.to_str().unwrap_or_default();
     let error = match error {
+        Some(error) if error.timed_out() => {
+            upstream.metrics.error(UpstreamErrorKind::Timeout);
+            tracing::warn!(
+                request_id,
+                route = &*route.name,
+                upstream = %upstream.name,
+                error = %error,
+                "upstream did not answer within the try timeout"
+            );
+            crate::problem::ProxyError::UpstreamTimeout
+        }
         Some(error) => {
             upstream.metrics.error(error.failure.kind());
             tracing::warn!(

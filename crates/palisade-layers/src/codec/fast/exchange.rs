@@ -343,7 +343,7 @@ pub async fn exchange(
                 Some(Some(Err(error))) => Some(error),
                 _ => None,
             };
-            slot.failed(error.is_none());
+            slot.failed(error.is_none_or(|e| e.timed_out()));
             let rejection = call::failed(&route, &ctx, error, close_on_failure);
             let out = &mut io.client_out;
             let keep_open = respond(client, out, ctx, rejection, deadlines, send_timeout).await;

@@ -252,7 +252,7 @@ pub async fn handle(
                     }
                 };
             }
-            slot.failed(false);
+            slot.failed(error.timed_out());
             // A body not sent whole is left unread, and hyper closes the connection then.
             let close = close || !request_sent.load(std::sync::atomic::Ordering::Relaxed);
             let rejection = call::failed(&route, &ctx, Some(&error), close);
