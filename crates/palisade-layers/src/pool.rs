@@ -58,8 +58,18 @@ pub struct Endpoint {
     refusals: AtomicU32,
     /// Until when the endpoint is skipped, in milliseconds since `created`; 0 when it is not.
     backoff_until_ms: AtomicU64,
+    /// 5xx responses in a row (passive outlier detection).
+    server_errors: AtomicU32,
+    /// Times it was ejected for them; each ejection lasts twice the last.
+    ejections: AtomicU32,
     created: Instant,
 }
+
+/// 5xx responses in a row that eject an endpoint (Envoy's `consecutive_5xx` default).
+const EJECT_AFTER: u32 = 5;
+/// First ejection; it doubles with each ejection after it, up to [`EJECT_MAX`].
+const EJECT_BASE: Duration = Duration::from_secs(10);
+const EJECT_MAX: Duration = Duration::from_secs(300);
 
 /// First backoff after a refused connection; it doubles with each refusal in a row.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -70,9 +80,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EndpointHealth {
     pub address: String,
-    /// "up", or "backoff" while it is skipped after refused connections.
+    /// "up", or "backoff" while it is skipped after refused connections or server errors.
     pub state: &'static str,
     pub consecutive_refusals: u32,
+    /// Times it was ejected after 5xx responses in a row.
+    pub ejections: u32,
 }
 
 /// A connection lent to one request.
@@ -106,6 +118,8 @@ impl Endpoint {
             connect_timeout,
             refusals: AtomicU32::new(0),
             backoff_until_ms: AtomicU64::new(0),
+            server_errors: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
             created: Instant::now(),
         }
     }
@@ -116,6 +130,32 @@ impl Endpoint {
             self.refusals.store(0, Ordering::Relaxed);
             self.backoff_until_ms.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// The endpoint answered with `status`: after [`EJECT_AFTER`] 5xx in a row it is skipped
+    /// for a while (passive outlier ejection), the while doubling with each ejection. While
+    /// every endpoint is skipped, requests still go to one ([`crate::upstream::Upstream::pick`]).
+    pub fn answered(&self, status: u16) {
+        if status < 500 {
+            if self.server_errors.load(Ordering::Relaxed) != 0 {
+                self.server_errors.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        if self.server_errors.fetch_add(1, Ordering::Relaxed) + 1 < EJECT_AFTER {
+            return;
+        }
+        self.server_errors.store(0, Ordering::Relaxed);
+        let n = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
+        let eject = EJECT_BASE.saturating_mul(1 << n).min(EJECT_MAX);
+        let until = self.created.elapsed() + eject;
+        self.backoff_until_ms
+            .store(until.as_millis() as u64, Ordering::Relaxed);
+        tracing::warn!(
+            endpoint = %self.authority,
+            eject_ms = eject.as_millis() as u64,
+            "endpoint ejected after {EJECT_AFTER} server errors in a row"
+        );
     }
 
     /// A connection was refused or timed out: skip the endpoint for a backoff that doubles
@@ -139,6 +179,7 @@ impl Endpoint {
             address: self.authority.to_string(),
             state: if self.in_backoff() { "backoff" } else { "up" },
             consecutive_refusals: self.refusals.load(Ordering::Relaxed),
+            ejections: self.ejections.load(Ordering::Relaxed),
         }
     }
 

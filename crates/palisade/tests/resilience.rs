@@ -358,3 +358,58 @@ async fn clients_barely_notice_an_endpoint_that_fails_and_recovers() {
         .unwrap_or(0);
     assert!(retried > 0, "no retries counted:\n{metrics}");
 }
+
+/// Passive outlier ejection: an endpoint that answers 5xx five times in a row is skipped for
+/// a while; without retries clients see exactly those five errors, with the default retries
+/// none.
+#[tokio::test]
+async fn an_endpoint_that_keeps_failing_is_ejected() {
+    for (retry, errors_seen) in [("attempts = 1", 5), ("", 0)] {
+        let healthy = UpstreamServer::start().await.unwrap();
+        let broken = UpstreamServer::start().await.unwrap();
+        broken.fail_with(Some(503));
+        let config = common::config_for(healthy.addr(), "").replace(
+            &format!("endpoints = [\"{}\"]", healthy.addr()),
+            &format!(
+                "endpoints = [\"{}\", \"{}\"]\nrequired = false\n[upstreams.app.retry]\n{retry}\nbackoff = \"1ms\"\nmax_backoff = \"2ms\"",
+                healthy.addr(),
+                broken.addr()
+            ),
+        );
+        let gw = common::spawn(common::Codec::Fast, &config, true).await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        let mut errors = 0;
+        for _ in 0..30 {
+            if get(&mut wire, "/").await.status != 200 {
+                errors += 1;
+            }
+        }
+        assert_eq!(errors, errors_seen, "with retry settings {retry:?}");
+        assert_eq!(
+            broken.requests_seen(),
+            5,
+            "ejected after five server errors"
+        );
+        let health = common::json(
+            common::client()
+                .get(gw.ops_url("/health"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let endpoints = health["components"]["endpoints"]["app"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let ejected = endpoints
+            .iter()
+            .find(|e| e["address"] == broken.addr().to_string())
+            .unwrap();
+        assert_eq!(
+            (ejected["state"].as_str(), ejected["ejections"].as_u64()),
+            (Some("backoff"), Some(1)),
+            "{health}"
+        );
+    }
+}

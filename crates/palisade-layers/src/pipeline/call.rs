@@ -163,8 +163,9 @@ pub async fn call<X: Exchange>(
         let error = match attempted {
             Ok(out) => {
                 endpoint.connected();
-                let Some(retry) = retry else { return Ok(out) };
                 let (status, retry_after) = X::status(&out);
+                endpoint.answered(status);
+                let Some(retry) = retry else { return Ok(out) };
                 let failure = FailureClass::Status(status);
                 if !retry.policy.on.matches(failure) {
                     return Ok(out);
