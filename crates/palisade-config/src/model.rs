@@ -241,6 +241,44 @@ pub struct UpstreamConfig {
     /// `[upstreams.NAME.fallback]`: the response while the breaker is open, instead of 503.
     #[serde(default)]
     pub fallback: Option<FallbackConfig>,
+    /// `[upstreams.NAME.health_check]`: ask each endpoint `GET path` every `interval`; an
+    /// endpoint failing `unhealthy_threshold` checks in a row gets no requests until it passes
+    /// `healthy_threshold` in a row, and `/ready` counts only healthy endpoints. Absent: none
+    /// (an endpoint is skipped only after refused connections or 5xx answers).
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// Active health checks of an upstream's endpoints.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// The path asked, e.g. "/healthz"; a status from 200 to 399 passes.
+    pub path: String,
+    /// How often each endpoint is asked.
+    #[serde(default = "default_check_interval")]
+    pub interval: Duration,
+    /// Longest wait for the answer's status line; longer is a failed check.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Duration,
+    /// Failed checks in a row that take an endpoint out.
+    #[serde(default = "default_threshold")]
+    pub unhealthy_threshold: u32,
+    /// Passed checks in a row that bring it back.
+    #[serde(default = "default_threshold")]
+    pub healthy_threshold: u32,
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_threshold() -> u32 {
+    2
 }
 
 /// Retries of failed upstream requests.

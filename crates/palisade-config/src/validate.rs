@@ -366,6 +366,28 @@ fn check_upstream(
             }
         }
     }
+    if let Some(check) = &upstream.health_check {
+        let at = path.key("health_check");
+        if !check.path.starts_with('/')
+            || !valid_header_value(&check.path)
+            || check.path.contains(' ')
+        {
+            issues.push(Issue::new(
+                at.key("path"),
+                "must be a path starting with \"/\", e.g. \"/healthz\"",
+            ));
+        }
+        check_positive(check.interval, at.key("interval"), issues);
+        check_positive(check.timeout, at.key("timeout"), issues);
+        for (field, n) in [
+            ("unhealthy_threshold", check.unhealthy_threshold),
+            ("healthy_threshold", check.healthy_threshold),
+        ] {
+            if n == 0 {
+                issues.push(Issue::new(at.key(field), "must be at least 1, e.g. 2"));
+            }
+        }
+    }
     if let Some(fallback) = &upstream.fallback {
         let at = path.key("fallback");
         if !(200..=599).contains(&fallback.status) {

@@ -13,6 +13,7 @@ pub mod access;
 pub mod codec;
 pub mod forwarded;
 pub mod headers;
+pub mod health_check;
 mod hex;
 pub mod identity;
 pub mod pipeline;

@@ -62,6 +62,11 @@ pub struct Endpoint {
     server_errors: AtomicU32,
     /// Times it was ejected for them; each ejection lasts twice the last.
     ejections: AtomicU32,
+    /// Out of rotation after failed active health checks (`[upstreams.NAME.health_check]`).
+    unhealthy: std::sync::atomic::AtomicBool,
+    /// Active checks failed, or passed, in a row (the other count is 0).
+    checks_failed: AtomicU32,
+    checks_passed: AtomicU32,
     created: Instant,
 }
 
@@ -80,7 +85,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EndpointHealth {
     pub address: String,
-    /// "up", or "backoff" while it is skipped after refused connections or server errors.
+    /// "up"; "backoff" while it is skipped after refused connections or server errors;
+    /// "unhealthy" after failed active health checks.
     pub state: &'static str,
     pub consecutive_refusals: u32,
     /// Times it was ejected after 5xx responses in a row.
@@ -120,6 +126,9 @@ impl Endpoint {
             backoff_until_ms: AtomicU64::new(0),
             server_errors: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
+            unhealthy: std::sync::atomic::AtomicBool::new(false),
+            checks_failed: AtomicU32::new(0),
+            checks_passed: AtomicU32::new(0),
             created: Instant::now(),
         }
     }
@@ -158,6 +167,39 @@ impl Endpoint {
         );
     }
 
+    /// An active health check passed (`ok`) or failed: after `unhealthy_after` failures in a
+    /// row the endpoint leaves the rotation, after `healthy_after` passes in a row it returns.
+    /// Returns whether its health changed.
+    pub fn checked(&self, ok: bool, unhealthy_after: u32, healthy_after: u32) -> bool {
+        let (this, other) = if ok {
+            (&self.checks_passed, &self.checks_failed)
+        } else {
+            (&self.checks_failed, &self.checks_passed)
+        };
+        other.store(0, Ordering::Relaxed);
+        let run = this.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let unhealthy = self.unhealthy.load(Ordering::Relaxed);
+        let flip = if ok {
+            unhealthy && run >= healthy_after
+        } else {
+            !unhealthy && run >= unhealthy_after
+        };
+        if flip {
+            self.unhealthy.store(!ok, Ordering::Relaxed);
+        }
+        flip
+    }
+
+    /// Out of rotation after failed active health checks.
+    pub fn is_unhealthy(&self) -> bool {
+        self.unhealthy.load(Ordering::Relaxed)
+    }
+
+    /// Skipped by round-robin: in backoff, ejected, or unhealthy.
+    pub fn skipped(&self) -> bool {
+        self.is_unhealthy() || self.in_backoff()
+    }
+
     /// A connection was refused or timed out: skip the endpoint for a backoff that doubles
     /// with each refusal in a row.
     pub fn refused(&self) {
@@ -177,7 +219,13 @@ impl Endpoint {
     pub fn health(&self) -> EndpointHealth {
         EndpointHealth {
             address: self.authority.to_string(),
-            state: if self.in_backoff() { "backoff" } else { "up" },
+            state: if self.is_unhealthy() {
+                "unhealthy"
+            } else if self.in_backoff() {
+                "backoff"
+            } else {
+                "up"
+            },
             consecutive_refusals: self.refusals.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
         }

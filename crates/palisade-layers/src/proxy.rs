@@ -138,7 +138,11 @@ impl Snapshot {
                     up.fallback.as_ref(),
                 ));
             }
-            upstreams.push(Arc::new(upstream));
+            let upstream = Arc::new(upstream);
+            if let Some(check) = &up.health_check {
+                crate::health_check::spawn(&upstream, check);
+            }
+            upstreams.push(upstream);
         }
         retained
             .breakers

@@ -38,6 +38,13 @@ pub struct Upstream {
     pub retry: Option<crate::pipeline::call::Retry>,
 }
 
+impl Upstream {
+    /// The endpoints, for the active health checks.
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+}
+
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let endpoints: Vec<&str> = self
@@ -180,7 +187,7 @@ impl Upstream {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|k| &self.endpoints[(start + k) % n])
-            .find(|e| !e.in_backoff())
+            .find(|e| !e.skipped())
             .or_else(|| self.endpoints.get(start % n.max(1)))
             .cloned()
     }
@@ -193,7 +200,7 @@ impl Upstream {
         let others = (1..n).map(|k| &self.endpoints[(at + k) % n]);
         others
             .clone()
-            .find(|e| !e.in_backoff())
+            .find(|e| !e.skipped())
             .or_else(|| others.clone().next())
             .cloned()
     }
@@ -203,10 +210,11 @@ impl Upstream {
         self.http2.as_ref()
     }
 
-    /// True when at least one endpoint accepts a TCP connection within the connect timeout.
-    /// Used by the background readiness check, never on the request path.
+    /// True when at least one endpoint accepts a TCP connection within the connect timeout
+    /// (with active health checks: is healthy, and accepts one). Used by the background
+    /// readiness check, never on the request path.
     pub async fn probe(&self) -> bool {
-        for ep in &self.endpoints {
+        for ep in self.endpoints.iter().filter(|e| !e.is_unhealthy()) {
             let addr = ep.authority.as_str().to_owned();
             let attempt =
                 tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr));

@@ -413,3 +413,69 @@ async fn an_endpoint_that_keeps_failing_is_ejected() {
         );
     }
 }
+
+/// Active health checks: an endpoint failing `GET /healthz` leaves the rotation after two
+/// checks (no request reaches it, none fails), returns after two passes, and `/ready` turns 503
+/// when no endpoint of a required upstream is healthy.
+#[tokio::test]
+async fn failed_health_checks_take_an_endpoint_out_and_passed_ones_bring_it_back() {
+    let healthy = UpstreamServer::start().await.unwrap();
+    let sick = UpstreamServer::start().await.unwrap();
+    sick.fail_with(Some(503));
+    let config = common::config_for(healthy.addr(), "").replace(
+        &format!("endpoints = [\"{}\"]", healthy.addr()),
+        &format!(
+            "endpoints = [\"{}\", \"{}\"]\n[upstreams.app.retry]\nattempts = 1\n[upstreams.app.health_check]\npath = \"/healthz\"\ninterval = \"50ms\"\ntimeout = \"200ms\"",
+            healthy.addr(),
+            sick.addr()
+        ),
+    );
+    let gw = common::spawn(common::Codec::Fast, &config, true).await;
+    let state = |gw: &Gateway, address: String| {
+        let url = gw.ops_url("/health");
+        async move {
+            let health = common::json(common::client().get(url).send().await.unwrap()).await;
+            let endpoints = health["components"]["endpoints"]["app"].as_array().unwrap().clone();
+            let endpoint = endpoints.iter().find(|e| e["address"] == address).unwrap().clone();
+            endpoint["state"].as_str().unwrap().to_owned()
+        }
+    };
+    let wait_for = |want: &'static str| {
+        let address = sick.addr().to_string();
+        let gw = &gw;
+        async move {
+            for _ in 0..100 {
+                if state(gw, address.clone()).await == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("the endpoint never became {want}");
+        }
+    };
+    wait_for("unhealthy").await;
+    gw.wait_for_line(|l| l.contains("out of rotation"), Duration::from_secs(5)).await.unwrap();
+    let mut wire = Wire::connect(&gw.url("/")).await;
+    for _ in 0..20 {
+        assert_eq!(get(&mut wire, "/").await.status, 200, "a request reached the sick endpoint");
+    }
+    sick.fail_with(None);
+    wait_for("up").await;
+    let before = sick.requests_seen();
+    for _ in 0..4 {
+        assert_eq!(get(&mut wire, "/").await.status, 200);
+    }
+    assert!(sick.requests_seen() > before, "back in rotation");
+    // Both sick: the required upstream has no healthy endpoint, and the replica is not ready.
+    healthy.fail_with(Some(503));
+    sick.fail_with(Some(503));
+    let mut ready = 200;
+    for _ in 0..100 {
+        ready = common::client().get(gw.ops_url("/ready")).send().await.unwrap().status().as_u16();
+        if ready == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready, 503);
+}
