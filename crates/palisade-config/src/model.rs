@@ -312,6 +312,12 @@ pub struct RetryConfig {
     /// a repeat is harmless).
     #[serde(default = "default_true")]
     pub idempotency_key: bool,
+    /// Request bodies up to this size are read whole before they go upstream, so a retry can
+    /// send them again (requests safe to repeat only: idempotent methods, or
+    /// `Idempotency-Key`). Larger bodies, and chunked ones, are not retried (counted as
+    /// `body_not_replayable`). 0 (the default): bodies are streamed and never sent twice.
+    #[serde(default = "default_replay_body")]
+    pub replay_body: ByteSize,
     /// Longest wait for one attempt's response head; past it the attempt is abandoned (and
     /// retried when `on` lists "timeout"). The route's `timeout` stays the total for all
     /// attempts. Absent: no per-try limit.
@@ -329,9 +335,14 @@ impl Default for RetryConfig {
             budget: default_budget(),
             budget_window: default_budget_window(),
             idempotency_key: true,
+            replay_body: default_replay_body(),
             try_timeout: None,
         }
     }
+}
+
+fn default_replay_body() -> ByteSize {
+    ByteSize::bytes(0)
 }
 
 fn default_attempts() -> u32 {

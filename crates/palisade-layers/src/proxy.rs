@@ -60,6 +60,7 @@ fn retry(
         }),
         metrics,
         try_timeout: cfg.try_timeout.map(|t| t.get()),
+        replay_body: cfg.replay_body.as_u64(),
     })
 }
 

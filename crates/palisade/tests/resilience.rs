@@ -264,6 +264,35 @@ both_codecs! {
         assert_eq!(get(&mut Wire::connect(&gw.url("/")).await, "/?latency=50ms").await.status, 200);
     }
 
+    async fn small_bodies_of_safe_requests_are_replayed(codec: Codec) {
+        let (up, gw) = retrying(codec, "replay_body = \"64B\"\nbackoff = \"1ms\"\nmax_backoff = \"2ms\"").await;
+        let mut wire = Wire::connect(&gw.url("/")).await;
+        let send = |method: &str, extra: &str, body: &str| {
+            format!(
+                "{method} /?status=503 HTTP/1.1\r\nhost: app\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let body = r#"{"order":7,"qty":2}"#;
+        let before = up.requests_seen();
+        // A PUT (idempotent) and a POST with Idempotency-Key: sent twice, the same bytes both times.
+        for request in [send("PUT", "", body), send("POST", "idempotency-key: k-1\r\n", body)] {
+            wire.send(request.as_bytes()).await;
+            let reply = wire.response(false).await;
+            assert_eq!(reply.status, 503);
+            assert_eq!(reply.json()["body_bytes"], body.len());
+            assert_eq!(reply.json()["body_fnv64"], palisade_testkit::upstream::fnv64_hex(body.as_bytes()));
+        }
+        assert_eq!(up.requests_seen(), before + 4);
+        // Over replay_body, or a POST without a key: sent once.
+        let long = "x".repeat(100);
+        wire.send(send("PUT", "", &long).as_bytes()).await;
+        assert_eq!(wire.response(false).await.status, 503);
+        wire.send(send("POST", "", body).as_bytes()).await;
+        assert_eq!(wire.response(false).await.status, 503);
+        assert_eq!(up.requests_seen(), before + 6);
+    }
+
     async fn the_budget_stops_a_retry_storm(codec: Codec) {
         // No share of traffic, only the reserve of one retry a second: 10 in the 10 s window.
         let (up, gw) = retrying(codec, "budget = 0.0\nbackoff = \"1ms\"\nmax_backoff = \"2ms\"").await;
@@ -435,8 +464,15 @@ async fn failed_health_checks_take_an_endpoint_out_and_passed_ones_bring_it_back
         let url = gw.ops_url("/health");
         async move {
             let health = common::json(common::client().get(url).send().await.unwrap()).await;
-            let endpoints = health["components"]["endpoints"]["app"].as_array().unwrap().clone();
-            let endpoint = endpoints.iter().find(|e| e["address"] == address).unwrap().clone();
+            let endpoints = health["components"]["endpoints"]["app"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let endpoint = endpoints
+                .iter()
+                .find(|e| e["address"] == address)
+                .unwrap()
+                .clone();
             endpoint["state"].as_str().unwrap().to_owned()
         }
     };
@@ -454,10 +490,16 @@ async fn failed_health_checks_take_an_endpoint_out_and_passed_ones_bring_it_back
         }
     };
     wait_for("unhealthy").await;
-    gw.wait_for_line(|l| l.contains("out of rotation"), Duration::from_secs(5)).await.unwrap();
+    gw.wait_for_line(|l| l.contains("out of rotation"), Duration::from_secs(5))
+        .await
+        .unwrap();
     let mut wire = Wire::connect(&gw.url("/")).await;
     for _ in 0..20 {
-        assert_eq!(get(&mut wire, "/").await.status, 200, "a request reached the sick endpoint");
+        assert_eq!(
+            get(&mut wire, "/").await.status,
+            200,
+            "a request reached the sick endpoint"
+        );
     }
     sick.fail_with(None);
     wait_for("up").await;
@@ -471,7 +513,13 @@ async fn failed_health_checks_take_an_endpoint_out_and_passed_ones_bring_it_back
     sick.fail_with(Some(503));
     let mut ready = 200;
     for _ in 0..100 {
-        ready = common::client().get(gw.ops_url("/ready")).send().await.unwrap().status().as_u16();
+        ready = common::client()
+            .get(gw.ops_url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
         if ready == 503 {
             break;
         }

@@ -104,6 +104,17 @@ pub struct Retry {
     pub metrics: RetryMetrics,
     /// Longest wait for one attempt's response head.
     pub try_timeout: Option<Duration>,
+    /// Bodies up to this many bytes are read whole first so a retry can send them again.
+    pub replay_body: u64,
+}
+
+impl Retry {
+    /// Whether a body of `length` bytes (`None`: chunked) of a request of this kind is read
+    /// whole first, so a retry can replay it.
+    pub fn replays(&self, length: Option<u64>, idempotent: bool, idempotency_key: bool) -> bool {
+        let safe = idempotent || (idempotency_key && self.policy.idempotency_key);
+        safe && length.is_some_and(|n| n > 0 && n <= self.replay_body)
+    }
 }
 
 /// What makes a request safe to send again after it may have been delivered.

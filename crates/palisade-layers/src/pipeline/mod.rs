@@ -226,6 +226,7 @@ pub fn admit<'a>(
             r.upstream.is_http2()
                 || r.webhook.is_some()
                 || (r.schema.is_some() && !facts.body.is_empty())
+                || replays(r, &facts, head)
         })
     {
         return Admission::General;
@@ -365,6 +366,16 @@ fn limit(
         identity: ctx.identity.as_deref(),
     };
     ratelimit::check(&route.limits, &input, &ctx.requester())
+}
+
+/// A body its upstream's retries may send again: the general codec reads it whole first.
+fn replays(route: &Route, facts: &Facts<'_>, head: &RequestHead<'_>) -> bool {
+    let (Some(retry), BodyKind::Length(n)) = (&route.upstream.retry, facts.body) else {
+        return false;
+    };
+    let idempotent = head.method.is_idempotent();
+    let key = !idempotent && head.value("idempotency-key").is_some();
+    retry.replays(Some(n), idempotent, key)
 }
 
 /// The fast codec serves no body, or one framed by `Content-Length` without `Expect`.

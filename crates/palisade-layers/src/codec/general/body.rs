@@ -97,6 +97,11 @@ impl RequestBody {
         }
     }
 
+    /// The body, when it was read whole before (and so can be sent again).
+    pub fn buffered_bytes(&self) -> Option<Bytes> {
+        self.buffered.clone()
+    }
+
     /// Turns true once the whole body was read from the client.
     pub fn sent_flag(&self) -> Arc<AtomicBool> {
         self.sent.clone()

@@ -20,20 +20,22 @@ use crate::upstream::Upstream;
 pub struct GeneralExchange<'a> {
     /// The request, until an attempt consumes it.
     request: Option<Request<RequestBody>>,
-    /// A bodiless request's head, to build it again for a second attempt after hyper
-    /// consumed the first.
-    replay: Option<http::request::Parts>,
+    /// A bodiless or buffered request's head and body, to build it again for a second attempt
+    /// after hyper consumed the first.
+    replay: Option<(http::request::Parts, Option<bytes::Bytes>)>,
     upstream: &'a Upstream,
 }
 
 impl<'a> GeneralExchange<'a> {
     pub fn new(request: Request<RequestBody>, upstream: &'a Upstream) -> Self {
-        let replay = http_body::Body::is_end_stream(request.body()).then(|| {
+        let buffered = request.body().buffered_bytes();
+        let bodiless = http_body::Body::is_end_stream(request.body());
+        let replay = (bodiless || buffered.is_some()).then(|| {
             let mut parts = Request::new(()).into_parts().0;
             parts.method = request.method().clone();
             parts.uri = request.uri().clone();
             parts.headers = request.headers().clone();
-            parts
+            (parts, buffered)
         });
         Self {
             request: Some(request),
@@ -64,8 +66,9 @@ impl Exchange for GeneralExchange<'_> {
         fresh: bool,
     ) -> Result<Self::Output, AttemptError> {
         let request = self.request.take().or_else(|| {
-            let parts = self.replay.clone()?;
-            Some(Request::from_parts(parts, RequestBody::empty()))
+            let (parts, body) = self.replay.clone()?;
+            let body = body.map_or_else(RequestBody::empty, RequestBody::buffered);
+            Some(Request::from_parts(parts, body))
         });
         let Some(mut req) = request else {
             return Err(AttemptError::new(

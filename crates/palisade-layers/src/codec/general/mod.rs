@@ -203,6 +203,25 @@ pub async fn handle(
         },
         _ => body,
     };
+    // A body the upstream's retries may send again is read whole first.
+    let replays = route
+        .upstream
+        .retry
+        .as_ref()
+        .is_some_and(|retry| retry.replays(ctx.record.bytes_in, idempotent, idempotency_key));
+    let body =
+        if replays && body.buffered_bytes().is_none() && !http_body::Body::is_end_stream(&body) {
+            match read_whole(body).await {
+                Ok(bytes) => RequestBody::buffered(bytes),
+                Err(Some(error)) => return reject(ctx, Rejection { error, close: true }, version),
+                Err(None) => {
+                    ctx.record.client_closed(0);
+                    return plain(StatusCode::BAD_REQUEST);
+                }
+            }
+        } else {
+            body
+        };
     // The route's concurrency limit and the upstream's breaker; refused, hyper closes a
     // connection whose body is left unread.
     let mut slot = match guard::enter(&route, &mut ctx, close).await {
@@ -213,12 +232,11 @@ pub async fn handle(
         }
     };
     let request_sent = body.sent_flag();
-    // hyper consumes a streamed body: only a bodiless request can be sent again (as on the
-    // fast codec).
+    // hyper consumes a streamed body: only a bodiless or buffered one can be sent again.
     let repeat = call::Repeat {
         idempotent,
         idempotency_key,
-        body: http_body::Body::is_end_stream(&body),
+        body: http_body::Body::is_end_stream(&body) || body.buffered_bytes().is_some(),
     };
     let mut outbound = Request::new(body);
     *outbound.method_mut() = method;
