@@ -228,6 +228,12 @@ pub struct UpstreamConfig {
     /// hop-by-hop headers, Content-Length) and names containing "_" are refused.
     #[serde(default)]
     pub request_headers: BTreeMap<String, Secret>,
+    /// A request header that tells the upstream how long Palisade will wait for this attempt,
+    /// in milliseconds (the retry's `try_timeout`, else the route's `timeout`), e.g.
+    /// "x-request-timeout-ms", so the app can give up on work nobody will wait for. A client's
+    /// copy is replaced. Absent: none.
+    #[serde(default)]
+    pub deadline_header: Option<String>,
     /// `[upstreams.NAME.retry]`: which failed requests are sent again, how soon, and how many
     /// retries the upstream may get. On by default: once more for idempotent requests without
     /// a body, on a refused connection, a reset, or 502/503/504.

@@ -301,6 +301,19 @@ fn check_upstream(
         path.key("connect_timeout"),
         issues,
     );
+    if let Some(header) = &upstream.deadline_header {
+        if !is_token(header) {
+            issues.push(Issue::new(
+                path.key("deadline_header"),
+                format!("invalid header name {header:?}; e.g. \"x-request-timeout-ms\""),
+            ));
+        } else if let Some(reason) = managed_reason(header) {
+            issues.push(Issue::new(
+                path.key("deadline_header"),
+                format!("header {header:?} cannot be used: {reason}"),
+            ));
+        }
+    }
     let retry = &upstream.retry;
     let at = path.key("retry");
     if retry.attempts == 0 || retry.attempts > 10 {

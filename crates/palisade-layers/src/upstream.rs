@@ -36,6 +36,8 @@ pub struct Upstream {
     pub guard: Option<crate::pipeline::guard::UpstreamGuard>,
     /// `[upstreams.NAME.retry]`, unless `attempts = 1`.
     pub retry: Option<crate::pipeline::call::Retry>,
+    /// `deadline_header`: the header telling the upstream how long an attempt may take.
+    pub deadline_header: Option<HeaderName>,
 }
 
 impl Upstream {
@@ -158,6 +160,10 @@ impl Upstream {
             metrics,
             guard: None,
             retry: None,
+            deadline_header: cfg
+                .deadline_header
+                .as_deref()
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
         })
     }
 

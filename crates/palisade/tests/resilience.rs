@@ -293,6 +293,25 @@ both_codecs! {
         assert_eq!(up.requests_seen(), before + 6);
     }
 
+    async fn the_upstream_is_told_how_long_an_attempt_may_take(codec: Codec) {
+        let up = UpstreamServer::start().await.unwrap();
+        // The route's 1 s, then a try timeout of 250 ms.
+        for (retry, want) in [("", "1000"), ("try_timeout = \"250ms\"", "250")] {
+            let extra = format!("deadline_header = \"x-request-timeout-ms\"\n[upstreams.app.retry]\n{retry}\n");
+            let config = common::config_for(up.addr(), "").replace(
+                &format!("endpoints = [\"{}\"]\n", up.addr()),
+                &format!("endpoints = [\"{}\"]\n{extra}", up.addr()),
+            );
+            let gw = common::spawn(codec, &config, true).await;
+            let mut wire = Wire::connect(&gw.url("/")).await;
+            let echo = get(&mut wire, "/").await.json();
+            assert_eq!(echo["headers"]["x-request-timeout-ms"], want, "{echo}");
+            // A client cannot set it.
+            wire.send(b"GET / HTTP/1.1\r\nhost: app\r\nx-request-timeout-ms: 999999\r\n\r\n").await;
+            assert_eq!(wire.response(false).await.json()["headers"]["x-request-timeout-ms"], want);
+        }
+    }
+
     async fn the_budget_stops_a_retry_storm(codec: Codec) {
         // No share of traffic, only the reserve of one retry a second: 10 in the 10 s window.
         let (up, gw) = retrying(codec, "budget = 0.0\nbackoff = \"1ms\"\nmax_backoff = \"2ms\"").await;

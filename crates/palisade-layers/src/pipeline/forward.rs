@@ -94,6 +94,12 @@ pub fn keeps(head: &RequestHead<'_>, a: &Admitted<'_>, kind: Kind, name: &[u8]) 
                 && !a
                     .route
                     .upstream
+                    .deadline_header
+                    .as_ref()
+                    .is_some_and(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+                && !a
+                    .route
+                    .upstream
                     .extra_headers()
                     .iter()
                     .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
@@ -157,6 +163,15 @@ pub fn write_managed(a: &Admitted<'_>, sink: &mut impl HeaderSink) {
     }
     if let Some(identity) = &a.ctx.identity {
         super::identify::write_identity(&a.route.identity_headers, identity, sink);
+    }
+    let upstream = &a.route.upstream;
+    if let Some(header) = &upstream.deadline_header {
+        let per_try = upstream.retry.as_ref().and_then(|r| r.try_timeout);
+        let wait = per_try.unwrap_or(a.route.timeout).min(a.route.timeout);
+        sink.header(
+            header.as_str().as_bytes(),
+            decimal(wait.as_millis() as u64, &mut [0; 20]),
+        );
     }
 }
 
