@@ -398,6 +398,10 @@ pub struct BreakerSettings {
     /// it opens again.
     #[serde(default = "default_half_open_probes")]
     pub half_open_probes: u32,
+    /// Open after this many failures in a row instead, whatever the rate and volume (the
+    /// consecutive-failure mode). Absent: the failure rate decides.
+    #[serde(default)]
+    pub consecutive_failures: Option<u32>,
     /// What counts as a failure: "5xx" (a response status of 500 or more), "timeout" (no
     /// response head within the route's timeout), "connect" (no connection, or a broken one).
     #[serde(default = "default_failure_on")]

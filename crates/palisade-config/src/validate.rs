@@ -362,6 +362,12 @@ fn check_upstream(
                 "must be at least 1, e.g. 20",
             ));
         }
+        if breaker.consecutive_failures == Some(0) {
+            issues.push(Issue::new(
+                at.key("consecutive_failures"),
+                "must be at least 1, e.g. 5",
+            ));
+        }
         if breaker.half_open_probes == 0 {
             issues.push(Issue::new(
                 at.key("half_open_probes"),

@@ -138,7 +138,8 @@ content_type = "application/json"
     }
 
     async fn without_a_fallback_an_open_breaker_is_503_and_a_failed_probe_reopens_it(codec: Codec) {
-        let extra = "[upstreams.app.retry]\nattempts = 1\n[upstreams.app.breaker]\nmin_requests = 2\nopen_for = \"300ms\"\nhalf_open_probes = 1\n";
+        // The consecutive-failure mode: two failures in a row.
+        let extra = "[upstreams.app.retry]\nattempts = 1\n[upstreams.app.breaker]\nconsecutive_failures = 2\nopen_for = \"300ms\"\nhalf_open_probes = 1\n";
         let up = UpstreamServer::start().await.unwrap();
         // Timeouts count too: the route waits 1 s, the upstream takes 2.
         let config = common::config_for(up.addr(), "").replace("[[routes]]", &format!("{extra}\n[[routes]]"));

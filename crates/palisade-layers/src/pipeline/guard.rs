@@ -72,12 +72,16 @@ pub struct Fallback {
 
 /// The breaker settings of `[upstreams.NAME.breaker]`.
 pub fn breaker_config(cfg: &BreakerSettings) -> BreakerConfig {
-    BreakerConfig {
-        trip: Trip::FailureRate {
+    let trip = match cfg.consecutive_failures {
+        Some(failures) => Trip::Consecutive { failures },
+        None => Trip::FailureRate {
             rate: cfg.failure_rate,
             min_requests: cfg.min_requests,
             window: cfg.window.get(),
         },
+    };
+    BreakerConfig {
+        trip,
         open_for: cfg.open_for.get(),
         max_open_for: cfg.open_for.get(),
         half_open_probes: cfg.half_open_probes,
