@@ -9,6 +9,9 @@
 #   bench/compare.sh limited the full default stack plus a per-IP policy and a tiered per-user
 #                            policy on the route (never exhausted by this load): compare with
 #                            row `nginx_full`, which runs limit_req
+#   bench/compare.sh resilient the full default stack plus a breaker with a fallback on the
+#                            upstream and a concurrency limit with a queue on the route
+#                            (retries are on in every variant): compare with row `nginx_full`
 #   bench/compare.sh upload  the plain proxy, every request a POST with a 1 MiB body
 #                            (proxy-compare --post 1048576): throughput and peak RSS (`rss_l`)
 #                            against row `nginx`, which buffers such bodies to temporary files
@@ -21,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 variant=${1:-plain}
 shift || true
-case "$variant" in plain|full|limited|post|upload) ;; *) echo "usage: bench/compare.sh plain|full|limited|post|upload [proxy-compare options]" >&2; exit 2 ;; esac
+case "$variant" in plain|full|limited|resilient|post|upload) ;; *) echo "usage: bench/compare.sh plain|full|limited|resilient|post|upload [proxy-compare options]" >&2; exit 2 ;; esac
 compare=${PROXY_COMPARE:-../shared/bench/proxy-compare.sh}
 [[ -r "$compare" ]] || { echo "bench/compare.sh: $compare not found (set PROXY_COMPARE)" >&2; exit 2; }
 
@@ -34,6 +37,7 @@ case "$variant" in
   plain) access_log=false; audit=off; ops_port=19190 ;;
   full) access_log=true; audit=stdout; ops_port=19191 ;;
   limited) access_log=true; audit=stdout; ops_port=19194 ;;
+  resilient) access_log=true; audit=stdout; ops_port=19195 ;;
   post) access_log=false; audit=off; ops_port=19192; post=(--post 1024) ;;
   upload) access_log=false; audit=off; ops_port=19193; post=(--post 1048576) ;;
 esac
@@ -62,6 +66,10 @@ TOML
 if [[ $variant == limited ]]; then
   sed -i 's/^upstream = "app"$/upstream = "app"\nrate_limits = ["per-ip", "per-user"]/' "$work/palisade.toml"
   cat bench/limits.toml >> "$work/palisade.toml"
+fi
+if [[ $variant == resilient ]]; then
+  sed -i 's/^upstream = "app"$/upstream = "app"\nconcurrency_limit = 1000\nqueue = 100/' "$work/palisade.toml"
+  printf '[upstreams.app.breaker]\nmin_requests = 20\n[upstreams.app.fallback]\nstatus = 503\nbody = "{}"\n' >> "$work/palisade.toml"
 fi
 "$bin" validate --config "$work/palisade.toml"
 

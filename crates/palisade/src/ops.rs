@@ -32,6 +32,7 @@ pub fn router(state: Arc<OpsState>) -> Router {
         .route("/ready", get(ready))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/breakers", get(breakers))
         .with_state(state)
 }
 
@@ -100,6 +101,34 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
         status,
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(body),
+    )
+        .into_response()
+}
+
+/// Each upstream circuit breaker in detail: its state, the calls and failures in its window
+/// (while closed), failures in a row, and the seconds left open.
+async fn breakers(State(state): State<Arc<OpsState>>) -> Response {
+    let breakers: std::collections::BTreeMap<String, serde_json::Value> = state
+        .proxy
+        .retained()
+        .breakers
+        .snapshots()
+        .into_iter()
+        .map(|(upstream, b)| {
+            let detail = json!({
+                "state": b.state.as_str(),
+                "requests": b.requests,
+                "failures": b.failures,
+                "consecutive_failures": b.consecutive_failures,
+                "open_remaining_seconds": b.open_remaining.map(|d| d.as_secs_f64()),
+            });
+            (upstream, detail)
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({ "breakers": breakers })),
     )
         .into_response()
 }

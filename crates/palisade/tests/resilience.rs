@@ -121,6 +121,11 @@ content_type = "application/json"
         gw.wait_for_line(|l| l.contains("circuit breaker opened"), Duration::from_secs(5)).await.unwrap();
         let health = common::json(common::client().get(gw.ops_url("/health")).send().await.unwrap()).await;
         assert_eq!(health["components"]["breakers"]["app"], "open", "{health}");
+        let detail = common::json(common::client().get(gw.ops_url("/breakers")).send().await.unwrap()).await;
+        let app = &detail["breakers"]["app"];
+        assert_eq!(app["state"], "open", "{detail}");
+        let left = app["open_remaining_seconds"].as_f64().unwrap_or(0.0);
+        assert!(left > 0.0 && left <= 0.4, "{detail}");
         // After open_for one probe goes through; it succeeds and the breaker closes.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(get(&mut wire, "/").await.status, 200);

@@ -194,20 +194,35 @@ impl JwksCache {
         self.inner.fetch_and_store().await.is_ok()
     }
 
-    /// Refreshes the set every `refresh_every` (after `min_refresh_interval` when a fetch
-    /// failed). The task ends once every clone of the cache is dropped, so a reload that
-    /// replaces the cache retires its refresher.
+    /// Refreshes the set every `refresh_every` (after a jittered backoff from
+    /// `min_refresh_interval` when a fetch failed). The task ends once every clone of the
+    /// cache is dropped, so a reload that replaces the cache retires its refresher.
     pub fn spawn_refresher(&self) -> JoinHandle<()> {
         let inner = Arc::downgrade(&self.inner);
         let options = self.inner.options;
         let mut next = Instant::now() + options.refresh_every;
+        // After failed fetches: the upstreams' backoff (full jitter, growing to the refresh
+        // period), so replicas do not all retry an issuer that is down at the same moments;
+        // never sooner than half the minimum interval.
+        let backoff = crate::resilience::Backoff::new(
+            options.min_refresh_interval,
+            options.refresh_every.max(options.min_refresh_interval),
+        );
         tokio::spawn(async move {
+            let mut failures = 0;
             loop {
                 tokio::time::sleep_until(next).await;
                 let Some(inner) = inner.upgrade() else { return };
                 let wait = match (JwksCache { inner }).refresh().await {
-                    Ok(_) => options.refresh_every,
-                    Err(_) => options.min_refresh_interval,
+                    Ok(_) => {
+                        failures = 0;
+                        options.refresh_every
+                    }
+                    Err(_) => {
+                        let wait = backoff.jittered(failures, &mut rand::rng());
+                        failures = failures.saturating_add(1);
+                        wait.max(options.min_refresh_interval / 2)
+                    }
                 };
                 next = Instant::now() + wait;
             }

@@ -68,6 +68,20 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
             .collect()
     }
 
+    /// Every breaker's detail (state, the window's counts, the time left open), for the ops
+    /// listener's `/breakers`.
+    pub fn snapshots(&self) -> Vec<(K, super::breaker::BreakerSnapshot)> {
+        let breakers: Vec<(K, Breaker)> = self
+            .lock()
+            .iter()
+            .map(|(key, breaker)| (key.clone(), breaker.clone()))
+            .collect();
+        breakers
+            .into_iter()
+            .map(|(key, breaker)| (key, breaker.snapshot()))
+            .collect()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<K, Breaker>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
