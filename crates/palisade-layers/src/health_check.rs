@@ -37,6 +37,7 @@ pub fn spawn(upstream: &Arc<Upstream>, cfg: &HealthCheckConfig) {
             let mut round = tokio::task::JoinSet::new();
             for endpoint in upstream.endpoints() {
                 let (endpoint, cfg, name) = (endpoint.clone(), cfg.clone(), upstream.name.clone());
+                let metrics = upstream.metrics.clone();
                 round.spawn(async move {
                     let ok = passes(&endpoint, &cfg.path, cfg.timeout.get()).await;
                     let changed =
@@ -44,6 +45,7 @@ pub fn spawn(upstream: &Arc<Upstream>, cfg: &HealthCheckConfig) {
                     if changed && ok {
                         tracing::info!(upstream = %name, endpoint = %endpoint.authority, "endpoint healthy again: back in rotation");
                     } else if changed {
+                        metrics.ejected("health_check");
                         tracing::warn!(upstream = %name, endpoint = %endpoint.authority, path = %cfg.path, "endpoint failed its health checks: out of rotation");
                     }
                 });

@@ -144,15 +144,16 @@ impl Endpoint {
     /// The endpoint answered with `status`: after [`EJECT_AFTER`] 5xx in a row it is skipped
     /// for a while (passive outlier ejection), the while doubling with each ejection. While
     /// every endpoint is skipped, requests still go to one ([`crate::upstream::Upstream::pick`]).
-    pub fn answered(&self, status: u16) {
+    /// Returns true when this answer ejected it.
+    pub fn answered(&self, status: u16) -> bool {
         if status < 500 {
             if self.server_errors.load(Ordering::Relaxed) != 0 {
                 self.server_errors.store(0, Ordering::Relaxed);
             }
-            return;
+            return false;
         }
         if self.server_errors.fetch_add(1, Ordering::Relaxed) + 1 < EJECT_AFTER {
-            return;
+            return false;
         }
         self.server_errors.store(0, Ordering::Relaxed);
         let n = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
@@ -165,6 +166,7 @@ impl Endpoint {
             eject_ms = eject.as_millis() as u64,
             "endpoint ejected after {EJECT_AFTER} server errors in a row"
         );
+        true
     }
 
     /// An active health check passed (`ok`) or failed: after `unhealthy_after` failures in a

@@ -35,11 +35,27 @@ pub enum BuildError {
     Verifier(#[from] crate::verifiers::VerifierError),
 }
 
-/// The retries of `[upstreams.NAME.retry]`, or `None` when `attempts = 1`. The budget starts
-/// empty at each load: a reload forgets recent traffic.
+/// Retry budgets by upstream name with the settings they were made for: a reload that leaves
+/// an upstream's `[retry]` as it was keeps its budget, recent traffic included.
+#[derive(Default)]
+pub struct RetainedBudgets(
+    std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (
+                palisade_config::RetryConfig,
+                Arc<crate::resilience::RetryBudget>,
+            ),
+        >,
+    >,
+);
+
+/// The retries of `[upstreams.NAME.retry]`, or `None` when `attempts = 1`.
 fn retry(
+    name: &str,
     cfg: &palisade_config::RetryConfig,
     metrics: palisade_telemetry::metrics::RetryMetrics,
+    budgets: &RetainedBudgets,
 ) -> Option<crate::pipeline::call::Retry> {
     use crate::resilience::{Backoff, BudgetConfig, RetryBudget, RetryOn, RetryPolicy};
     if cfg.attempts <= 1 {
@@ -53,11 +69,21 @@ fn retry(
             backoff: Backoff::new(cfg.backoff.get(), cfg.max_backoff.get()),
             idempotency_key: cfg.idempotency_key,
         },
-        budget: RetryBudget::new(BudgetConfig {
-            ratio: cfg.budget,
-            window: cfg.budget_window.get(),
-            ..BudgetConfig::default()
-        }),
+        budget: {
+            let mut kept = budgets.0.lock().unwrap_or_else(|e| e.into_inner());
+            match kept.get(name) {
+                Some((old, budget)) if old == cfg => budget.clone(),
+                _ => {
+                    let budget = Arc::new(RetryBudget::new(BudgetConfig {
+                        ratio: cfg.budget,
+                        window: cfg.budget_window.get(),
+                        ..BudgetConfig::default()
+                    }));
+                    kept.insert(name.to_owned(), (cfg.clone(), budget.clone()));
+                    budget
+                }
+            }
+        },
         metrics,
         try_timeout: cfg.try_timeout.map(|t| t.get()),
         replay_body: cfg.replay_body.as_u64(),
@@ -75,6 +101,8 @@ pub struct Retained {
     /// Upstreams' circuit breakers, by upstream name, while their settings stay the same: a
     /// reload does not close an open breaker.
     pub breakers: crate::resilience::Breakers<String>,
+    /// Upstreams' retry budgets, likewise.
+    pub budgets: RetainedBudgets,
 }
 
 impl Retained {
@@ -86,6 +114,7 @@ impl Retained {
             audit,
             jwt: Default::default(),
             breakers: Default::default(),
+            budgets: Default::default(),
         }
     }
 }
@@ -124,7 +153,7 @@ impl Snapshot {
         for (name, up) in &cfg.upstreams {
             let upstream_metrics = metrics.upstream(name);
             let mut upstream = Upstream::new(name, up, upstream_metrics, &retained.endpoints)?;
-            upstream.retry = retry(&up.retry, metrics.retries(name));
+            upstream.retry = retry(name, &up.retry, metrics.retries(name), &retained.budgets);
             if let Some(settings) = &up.breaker {
                 use crate::pipeline::guard;
                 let breaker =
@@ -148,6 +177,12 @@ impl Snapshot {
         retained
             .breakers
             .retain(|name| cfg.upstreams.get(name).is_some_and(|u| u.breaker.is_some()));
+        retained
+            .budgets
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| cfg.upstreams.contains_key(name));
         for up in &upstreams {
             if let Some((name, slot)) = up.guard.as_ref().and_then(|g| g.fallback_upstream.as_ref())
                 && let Some(other) = upstreams.iter().find(|u| &u.name == name)

@@ -465,6 +465,9 @@ async fn an_endpoint_that_keeps_failing_is_ejected() {
             (Some("backoff"), Some(1)),
             "{health}"
         );
+        let metrics = common::metrics_text(&gw).await;
+        let line = r#"palisade_upstream_ejections_total{upstream="app",reason="5xx"} 1"#;
+        assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
     }
 }
 
@@ -518,6 +521,9 @@ async fn failed_health_checks_take_an_endpoint_out_and_passed_ones_bring_it_back
     gw.wait_for_line(|l| l.contains("out of rotation"), Duration::from_secs(5))
         .await
         .unwrap();
+    let metrics = common::metrics_text(&gw).await;
+    let line = r#"palisade_upstream_ejections_total{upstream="app",reason="health_check"} 1"#;
+    assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
     let mut wire = Wire::connect(&gw.url("/")).await;
     for _ in 0..20 {
         assert_eq!(
@@ -551,4 +557,49 @@ async fn failed_health_checks_take_an_endpoint_out_and_passed_ones_bring_it_back
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ready, 503);
+}
+
+/// Budget state lives outside the config snapshot (as breakers do): a reload that leaves the
+/// upstream as it was keeps a spent budget spent.
+#[tokio::test]
+async fn a_reload_keeps_the_retry_budget() {
+    let up = UpstreamServer::start().await.unwrap();
+    let extra = "[upstreams.app.retry]\nbudget = 0.0\nbackoff = \"1ms\"\nmax_backoff = \"2ms\"\n";
+    let config =
+        common::config_for(up.addr(), "").replace("[[routes]]", &format!("{extra}\n[[routes]]"));
+    let gw = common::spawn(common::Codec::Fast, &config, true).await;
+    let mut wire = Wire::connect(&gw.url("/")).await;
+    // Spend the reserve of 10 retries.
+    for _ in 0..10 {
+        assert_eq!(get(&mut wire, "/?status=502").await.status, 502);
+    }
+    // Reload with another route timeout: the upstream's settings are unchanged.
+    std::fs::write(
+        gw.config_path(),
+        config.replace("timeout = \"1s\"", "timeout = \"2s\""),
+    )
+    .unwrap();
+    gw.signal("HUP").unwrap();
+    gw.wait_for_line(
+        |l| l.contains("\"action\":\"reload\"") && l.contains("\"outcome\":\"success\""),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let before = up.requests_seen();
+    assert_eq!(
+        get(&mut Wire::connect(&gw.url("/")).await, "/?status=502")
+            .await
+            .status,
+        502
+    );
+    assert_eq!(
+        up.requests_seen(),
+        before + 1,
+        "the spent budget allowed a retry after the reload"
+    );
+    let metrics = common::metrics_text(&gw).await;
+    let line =
+        r#"palisade_upstream_retries_skipped_total{upstream="app",reason="budget_exhausted"} 1"#;
+    assert!(metric(&metrics, line), "{line} missing from\n{metrics}");
 }

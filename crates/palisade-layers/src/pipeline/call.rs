@@ -100,7 +100,8 @@ pub trait Exchange {
 #[derive(Debug)]
 pub struct Retry {
     pub policy: RetryPolicy,
-    pub budget: RetryBudget,
+    /// Kept across reloads while the upstream's retry settings are unchanged.
+    pub budget: Arc<RetryBudget>,
     pub metrics: RetryMetrics,
     /// Longest wait for one attempt's response head.
     pub try_timeout: Option<Duration>,
@@ -175,7 +176,9 @@ pub async fn call<X: Exchange>(
             Ok(out) => {
                 endpoint.connected();
                 let (status, retry_after) = X::status(&out);
-                endpoint.answered(status);
+                if endpoint.answered(status) {
+                    upstream.metrics.ejected("5xx");
+                }
                 let Some(retry) = retry else { return Ok(out) };
                 let failure = FailureClass::Status(status);
                 if !retry.policy.on.matches(failure) {

@@ -39,7 +39,7 @@ pub use security::SecurityMetrics;
 pub use upstream::{UpstreamErrorKind, UpstreamMetrics};
 
 use route::{RejectionLabels, RequestLabels, request_duration_histogram};
-use upstream::{FailoverLabels, UpstreamLabels};
+use upstream::{EjectionLabels, FailoverLabels, UpstreamLabels};
 
 /// A gauge holding a float, for timestamps and durations in seconds.
 type F64Gauge = Gauge<f64, AtomicU64>;
@@ -78,6 +78,7 @@ pub struct Metrics {
     in_flight: Gauge,
     upstream_errors: Family<UpstreamLabels, Counter>,
     upstream_failovers: Family<FailoverLabels, Counter>,
+    upstream_ejections: Family<EjectionLabels, Counter>,
     process_start: F64Gauge,
     startup_duration: F64Gauge,
     shutdown_duration: F64Gauge,
@@ -114,6 +115,7 @@ impl Metrics {
             in_flight: Gauge::default(),
             upstream_errors: Family::default(),
             upstream_failovers: Family::default(),
+            upstream_ejections: Family::default(),
             process_start: F64Gauge::default(),
             startup_duration: F64Gauge::default(),
             shutdown_duration: F64Gauge::default(),
@@ -301,6 +303,11 @@ impl Metrics {
             self.security.webhooks.clone(),
         );
         r.register(
+            UPSTREAM_EJECTIONS,
+            "Endpoints taken out of the rotation, by upstream and reason (5xx: server errors in a row; health_check: failed active checks)",
+            self.upstream_ejections.clone(),
+        );
+        r.register(
             UPSTREAM_BREAKER_STATE,
             "State of an upstream's circuit breaker: 0 closed, 1 open, 2 half-open",
             self.resilience.breaker_state.clone(),
@@ -388,6 +395,7 @@ impl Metrics {
             upstream,
             self.upstream_errors.clone(),
             &self.upstream_failovers,
+            self.upstream_ejections.clone(),
         )
     }
 

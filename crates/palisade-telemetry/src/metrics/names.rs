@@ -92,6 +92,9 @@ pub const RATELIMIT_OVERFLOW: &str = "palisade_ratelimit_overflow";
 pub const RATELIMIT_BACKEND_FALLBACKS: &str = "palisade_ratelimit_backend_fallbacks";
 /// Histogram `palisade_ratelimit_redis_seconds{policy}`: time one Redis decision took.
 pub const RATELIMIT_REDIS_SECONDS: &str = "palisade_ratelimit_redis_seconds";
+/// Counter `palisade_upstream_ejections_total{upstream,reason}`: endpoints taken out of the
+/// rotation (`5xx`: five server errors in a row; `health_check`: failed active checks).
+pub const UPSTREAM_EJECTIONS: &str = "palisade_upstream_ejections";
 /// Gauge `palisade_upstream_breaker_state{upstream}`: 0 closed, 1 open, 2 half-open.
 pub const UPSTREAM_BREAKER_STATE: &str = "palisade_upstream_breaker_state";
 /// Counter `palisade_upstream_breaker_transitions_total{upstream,to}`: state changes, by the

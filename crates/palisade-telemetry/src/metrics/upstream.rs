@@ -51,6 +51,13 @@ pub(super) struct FailoverLabels {
     upstream: Arc<str>,
 }
 
+/// The labels of `palisade_upstream_ejections_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct EjectionLabels {
+    upstream: Arc<str>,
+    reason: &'static str,
+}
+
 /// One upstream's metrics. Cheap to clone; create it once per upstream per config snapshot.
 #[derive(Clone, Debug)]
 pub struct UpstreamMetrics {
@@ -62,6 +69,7 @@ struct UpstreamInner {
     upstream: Arc<str>,
     errors: Family<UpstreamLabels, Counter>,
     failovers: Counter,
+    ejections: Family<EjectionLabels, Counter>,
     /// Each kind's series, looked up on first use.
     series: [OnceLock<Counter>; UpstreamErrorKind::ALL.len()],
 }
@@ -71,6 +79,7 @@ impl UpstreamMetrics {
         upstream: &str,
         errors: Family<UpstreamLabels, Counter>,
         failovers: &Family<FailoverLabels, Counter>,
+        ejections: Family<EjectionLabels, Counter>,
     ) -> Self {
         let failovers = failovers
             .get_or_create(&FailoverLabels {
@@ -82,6 +91,7 @@ impl UpstreamMetrics {
                 upstream: Arc::from(upstream),
                 errors,
                 failovers,
+                ejections,
                 series: Default::default(),
             }),
         }
@@ -90,6 +100,16 @@ impl UpstreamMetrics {
     /// The upstream name this handle labels its series with.
     pub fn upstream(&self) -> &str {
         &self.inner.upstream
+    }
+
+    /// Counts an endpoint taken out of the rotation: `5xx` (server errors in a row) or
+    /// `health_check` (failed active checks).
+    pub fn ejected(&self, reason: &'static str) {
+        let labels = EjectionLabels {
+            upstream: self.inner.upstream.clone(),
+            reason,
+        };
+        self.inner.ejections.get_or_create(&labels).inc();
     }
 
     /// Counts a request moved to the next endpoint because its endpoint was unreachable.
