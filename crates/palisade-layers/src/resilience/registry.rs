@@ -56,21 +56,17 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
 
     /// Every breaker's state, for `/health` and the admin API.
     pub fn states(&self) -> Vec<(K, BreakerState)> {
-        let breakers: Vec<(K, Breaker)> = self
-            .lock()
-            .iter()
-            .map(|(key, breaker)| (key.clone(), breaker.clone()))
-            .collect();
-        // Read outside the map's lock: a state read may run an observer.
-        breakers
-            .into_iter()
-            .map(|(key, breaker)| (key, breaker.state()))
-            .collect()
+        self.each(Breaker::state)
     }
 
     /// Every breaker's detail (state, the window's counts, the time left open), for the ops
     /// listener's `/breakers`.
     pub fn snapshots(&self) -> Vec<(K, super::breaker::BreakerSnapshot)> {
+        self.each(Breaker::snapshot)
+    }
+
+    /// `read` of every breaker, read outside the map's lock: a read may run an observer.
+    fn each<T>(&self, read: impl Fn(&Breaker) -> T) -> Vec<(K, T)> {
         let breakers: Vec<(K, Breaker)> = self
             .lock()
             .iter()
@@ -78,7 +74,7 @@ impl<K: Eq + Hash + Clone> Breakers<K> {
             .collect();
         breakers
             .into_iter()
-            .map(|(key, breaker)| (key, breaker.snapshot()))
+            .map(|(key, breaker)| (key, read(&breaker)))
             .collect()
     }
 
