@@ -13,10 +13,13 @@ mod error;
 mod headers;
 mod load;
 mod model;
+mod model_auth;
+mod model_resilience;
 mod secret;
 mod units;
 mod validate;
 mod validate_auth;
+mod validate_resilience;
 
 #[cfg(test)]
 mod tests;

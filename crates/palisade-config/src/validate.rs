@@ -225,7 +225,7 @@ fn check_rate(limit: u32, burst: Option<u32>, path: &FieldPath, issues: &mut Vec
     }
 }
 
-fn check_positive(value: crate::Duration, path: FieldPath, issues: &mut Vec<Issue>) {
+pub(crate) fn check_positive(value: crate::Duration, path: FieldPath, issues: &mut Vec<Issue>) {
     if value.get().is_zero() {
         issues.push(Issue::new(
             path,
@@ -302,149 +302,9 @@ fn check_upstream(
         issues,
     );
     if let Some(header) = &upstream.deadline_header {
-        if !is_token(header) {
-            issues.push(Issue::new(
-                path.key("deadline_header"),
-                format!("invalid header name {header:?}; e.g. \"x-request-timeout-ms\""),
-            ));
-        } else if let Some(reason) = managed_reason(header) {
-            issues.push(Issue::new(
-                path.key("deadline_header"),
-                format!("header {header:?} cannot be used: {reason}"),
-            ));
-        }
+        check_header(header, path.key("deadline_header"), issues);
     }
-    let retry = &upstream.retry;
-    let at = path.key("retry");
-    if retry.attempts == 0 || retry.attempts > 10 {
-        issues.push(Issue::new(
-            at.key("attempts"),
-            "must be from 1 (no retries) to 10, e.g. 2",
-        ));
-    }
-    for (i, on) in retry.on.iter().enumerate() {
-        let status = on.parse::<u16>().is_ok_and(|s| (400..=599).contains(&s)) && on.len() == 3;
-        if !status && !["connect", "reset", "timeout"].contains(&on.as_str()) {
-            issues.push(Issue::new(
-                at.key("on").index(i),
-                format!("{on:?} is not retryable; valid: \"connect\", \"reset\", \"timeout\" or a status from 400 to 599"),
-            ));
-        }
-    }
-    check_positive(retry.backoff, at.key("backoff"), issues);
-    if retry.max_backoff.get() < retry.backoff.get() {
-        issues.push(Issue::new(
-            at.key("max_backoff"),
-            "must be at least backoff",
-        ));
-    }
-    if !(retry.budget >= 0.0 && retry.budget <= 10.0) {
-        issues.push(Issue::new(
-            at.key("budget"),
-            "must be from 0 to 10, e.g. 0.2 for 20 % more requests",
-        ));
-    }
-    check_positive(retry.budget_window, at.key("budget_window"), issues);
-    if let Some(try_timeout) = retry.try_timeout {
-        check_positive(try_timeout, at.key("try_timeout"), issues);
-    }
-    if let Some(breaker) = &upstream.breaker {
-        let at = path.key("breaker");
-        if !(breaker.failure_rate > 0.0 && breaker.failure_rate <= 1.0) {
-            issues.push(Issue::new(
-                at.key("failure_rate"),
-                "must be more than 0 and at most 1, e.g. 0.5 for half of the calls",
-            ));
-        }
-        if breaker.min_requests == 0 {
-            issues.push(Issue::new(
-                at.key("min_requests"),
-                "must be at least 1, e.g. 20",
-            ));
-        }
-        if breaker.consecutive_failures == Some(0) {
-            issues.push(Issue::new(
-                at.key("consecutive_failures"),
-                "must be at least 1, e.g. 5",
-            ));
-        }
-        if breaker.half_open_probes == 0 {
-            issues.push(Issue::new(
-                at.key("half_open_probes"),
-                "must be at least 1, e.g. 3",
-            ));
-        }
-        check_positive(breaker.window, at.key("window"), issues);
-        check_positive(breaker.open_for, at.key("open_for"), issues);
-        for (i, on) in breaker.failure_on.iter().enumerate() {
-            if !["5xx", "timeout", "connect"].contains(&on.as_str()) {
-                issues.push(Issue::new(
-                    at.key("failure_on").index(i),
-                    format!("{on:?} is not a failure; valid: \"5xx\", \"timeout\", \"connect\""),
-                ));
-            }
-        }
-    }
-    if let Some(check) = &upstream.health_check {
-        let at = path.key("health_check");
-        if !check.path.starts_with('/')
-            || !valid_header_value(&check.path)
-            || check.path.contains(' ')
-        {
-            issues.push(Issue::new(
-                at.key("path"),
-                "must be a path starting with \"/\", e.g. \"/healthz\"",
-            ));
-        }
-        check_positive(check.interval, at.key("interval"), issues);
-        check_positive(check.timeout, at.key("timeout"), issues);
-        for (field, n) in [
-            ("unhealthy_threshold", check.unhealthy_threshold),
-            ("healthy_threshold", check.healthy_threshold),
-        ] {
-            if n == 0 {
-                issues.push(Issue::new(at.key(field), "must be at least 1, e.g. 2"));
-            }
-        }
-    }
-    if let Some(fallback) = &upstream.fallback {
-        let at = path.key("fallback");
-        if !(200..=599).contains(&fallback.status) {
-            issues.push(Issue::new(
-                at.key("status"),
-                "must be a status from 200 to 599, e.g. 503",
-            ));
-        }
-        if !valid_header_value(&fallback.content_type) || fallback.content_type.is_empty() {
-            issues.push(Issue::new(
-                at.key("content_type"),
-                "must be a media type, e.g. \"application/json\"",
-            ));
-        }
-        if upstream.breaker.is_none() {
-            issues.push(Issue::new(
-                at.clone(),
-                "a fallback answers while the breaker is open: add [upstreams.NAME.breaker]",
-            ));
-        }
-        if let Some(other) = &fallback.upstream {
-            match upstreams.get(other) {
-                _ if other == name => issues.push(Issue::new(
-                    at.key("upstream"),
-                    "an upstream cannot be its own fallback",
-                )),
-                None => issues.push(Issue::new(
-                    at.key("upstream"),
-                    format!("upstream {other:?} is not defined under [upstreams]"),
-                )),
-                Some(Some(o)) if o.http2 || upstream.http2 => issues.push(Issue::new(
-                    at.key("upstream"),
-                    "a fallback upstream and its upstream must both speak HTTP/1.1",
-                )),
-                Some(_) => {}
-            }
-        }
-    }
+    crate::validate_resilience::check(name, upstream, upstreams, path, issues);
     for (name, value) in &upstream.request_headers {
         let header_path = path.key("request_headers").key(name);
         if !is_token(name) {
@@ -723,6 +583,22 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// An HTTP token (RFC 9110 §5.6.2): header names and methods.
+/// A header name Palisade writes itself (identity, deadline): a token, and not one it manages
+/// already.
+pub(crate) fn check_header(name: &str, path: FieldPath, issues: &mut Vec<Issue>) {
+    if !is_token(name) {
+        issues.push(Issue::new(
+            path,
+            format!("invalid header name {name:?}; e.g. \"x-user-id\""),
+        ));
+    } else if let Some(reason) = managed_reason(name) {
+        issues.push(Issue::new(
+            path,
+            format!("header {name:?} cannot be used: {reason}"),
+        ));
+    }
+}
+
 pub(crate) fn is_token(text: &str) -> bool {
     !text.is_empty()
         && text
@@ -731,7 +607,7 @@ pub(crate) fn is_token(text: &str) -> bool {
 }
 
 /// What `http::HeaderValue` accepts: no control characters other than tab.
-fn valid_header_value(value: &str) -> bool {
+pub(crate) fn valid_header_value(value: &str) -> bool {
     value
         .bytes()
         .all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t')

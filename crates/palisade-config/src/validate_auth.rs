@@ -3,9 +3,8 @@
 //! builds its verifiers, which `palisade validate` runs too.
 
 use crate::error::{FieldPath, Issue};
-use crate::headers::managed_reason;
 use crate::model::{AuthConfig, Mode, RouteAuth, RouteConfig, WebhookConfig, WebhookScheme};
-use crate::validate::{Draft, is_token};
+use crate::validate::{Draft, check_header};
 
 pub(crate) fn check_auth(auth: &AuthConfig, issues: &mut Vec<Issue>) {
     let root = FieldPath::root().key("auth");
@@ -108,20 +107,6 @@ pub(crate) fn check_auth(auth: &AuthConfig, issues: &mut Vec<Issue>) {
                 format!("{name:?} is used for two identity fields; give each its own header"),
             ));
         }
-    }
-}
-
-fn check_header(name: &str, path: FieldPath, issues: &mut Vec<Issue>) {
-    if !is_token(name) {
-        issues.push(Issue::new(
-            path,
-            format!("invalid header name {name:?}; e.g. \"x-user-id\""),
-        ));
-    } else if let Some(reason) = managed_reason(name) {
-        issues.push(Issue::new(
-            path,
-            format!("header {name:?} cannot be used: {reason}"),
-        ));
     }
 }
 

@@ -16,6 +16,7 @@ pub mod headers;
 pub mod health_check;
 mod hex;
 pub mod identity;
+pub mod kept;
 pub mod pipeline;
 pub mod pool;
 pub mod problem;

@@ -156,11 +156,7 @@ impl Endpoint {
             return false;
         }
         self.server_errors.store(0, Ordering::Relaxed);
-        let n = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
-        let eject = EJECT_BASE.saturating_mul(1 << n).min(EJECT_MAX);
-        let until = self.created.elapsed() + eject;
-        self.backoff_until_ms
-            .store(until.as_millis() as u64, Ordering::Relaxed);
+        let eject = self.skip(&self.ejections, EJECT_BASE, EJECT_MAX);
         tracing::warn!(
             endpoint = %self.authority,
             eject_ms = eject.as_millis() as u64,
@@ -205,11 +201,18 @@ impl Endpoint {
     /// A connection was refused or timed out: skip the endpoint for a backoff that doubles
     /// with each refusal in a row.
     pub fn refused(&self) {
-        let n = self.refusals.fetch_add(1, Ordering::Relaxed).min(16);
-        let backoff = BACKOFF_BASE.saturating_mul(1 << n).min(BACKOFF_MAX);
-        let until = self.created.elapsed() + backoff;
+        self.skip(&self.refusals, BACKOFF_BASE, BACKOFF_MAX);
+    }
+
+    /// Skips the endpoint for `base` doubled by the times `count` says it happened before (at
+    /// most `max`), and counts this time; returns how long.
+    fn skip(&self, count: &AtomicU32, base: Duration, max: Duration) -> Duration {
+        let n = count.fetch_add(1, Ordering::Relaxed).min(16);
+        let skip = base.saturating_mul(1 << n).min(max);
+        let until = self.created.elapsed() + skip;
         self.backoff_until_ms
             .store(until.as_millis() as u64, Ordering::Relaxed);
+        skip
     }
 
     /// True while the endpoint is skipped after refused connections.

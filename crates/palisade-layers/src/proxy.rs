@@ -35,20 +35,10 @@ pub enum BuildError {
     Verifier(#[from] crate::verifiers::VerifierError),
 }
 
-/// Retry budgets by upstream name with the settings they were made for: a reload that leaves
-/// an upstream's `[retry]` as it was keeps its budget, recent traffic included.
-#[derive(Default)]
-pub struct RetainedBudgets(
-    std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            (
-                palisade_config::RetryConfig,
-                Arc<crate::resilience::RetryBudget>,
-            ),
-        >,
-    >,
-);
+/// Retry budgets by upstream name: a reload that leaves an upstream's `[retry]` as it was
+/// keeps its budget, recent traffic included.
+pub type RetainedBudgets =
+    crate::kept::Kept<String, palisade_config::RetryConfig, Arc<crate::resilience::RetryBudget>>;
 
 /// The retries of `[upstreams.NAME.retry]`, or `None` when `attempts = 1`.
 fn retry(
@@ -69,21 +59,13 @@ fn retry(
             backoff: Backoff::new(cfg.backoff.get(), cfg.max_backoff.get()),
             idempotency_key: cfg.idempotency_key,
         },
-        budget: {
-            let mut kept = budgets.0.lock().unwrap_or_else(|e| e.into_inner());
-            match kept.get(name) {
-                Some((old, budget)) if old == cfg => budget.clone(),
-                _ => {
-                    let budget = Arc::new(RetryBudget::new(BudgetConfig {
-                        ratio: cfg.budget,
-                        window: cfg.budget_window.get(),
-                        ..BudgetConfig::default()
-                    }));
-                    kept.insert(name.to_owned(), (cfg.clone(), budget.clone()));
-                    budget
-                }
-            }
-        },
+        budget: budgets.get_or(name.to_owned(), cfg, || {
+            Arc::new(RetryBudget::new(BudgetConfig {
+                ratio: cfg.budget,
+                window: cfg.budget_window.get(),
+                ..BudgetConfig::default()
+            }))
+        }),
         metrics,
         try_timeout: cfg.try_timeout.map(|t| t.get()),
         replay_body: cfg.replay_body.as_u64(),
@@ -179,10 +161,7 @@ impl Snapshot {
             .retain(|name| cfg.upstreams.get(name).is_some_and(|u| u.breaker.is_some()));
         retained
             .budgets
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|name, _| cfg.upstreams.contains_key(name));
+            .retain(|name| cfg.upstreams.contains_key(name));
         for up in &upstreams {
             if let Some((name, slot)) = up.guard.as_ref().and_then(|g| g.fallback_upstream.as_ref())
                 && let Some(other) = upstreams.iter().find(|u| &u.name == name)
@@ -219,7 +198,8 @@ impl Snapshot {
             let production = cfg.mode == palisade_config::Mode::Production;
             route.sanitize_errors = r.sanitize_errors.unwrap_or(production);
             route.auth = verifiers.route_auth(r, metrics, &retained.audit);
-            route.identity_headers = verifiers.headers.clone();
+            route.identity_headers =
+                Arc::new(verifiers.headers.with_deadline(up.deadline_header.clone()));
             route.concurrency = r.concurrency_limit.map(|limit| {
                 let shedding = metrics.shedding(&r.name);
                 crate::pipeline::guard::RouteLimit::new(

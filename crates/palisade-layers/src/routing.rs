@@ -50,7 +50,8 @@ pub struct Route {
     pub sanitize_errors: bool,
     /// `auth`: the credential check of every request ([`crate::pipeline::identify`]).
     pub auth: Option<crate::pipeline::identify::RouteAuth>,
-    /// The headers that carry an identity upstream; a client's copies are dropped.
+    /// The headers the route writes itself (identity, webhook verdict, deadline); a client's
+    /// copies are dropped.
     pub identity_headers: Arc<crate::pipeline::identify::IdentityHeaders>,
     /// `[routes.webhook]`: every request's signature is checked ([`crate::pipeline::webhook`]).
     pub webhook: Option<crate::pipeline::webhook::RouteWebhook>,

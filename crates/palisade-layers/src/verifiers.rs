@@ -5,7 +5,7 @@
 //! A JWT verifier whose `[auth.jwt]` did not change is kept across reloads
 //! ([`RetainedJwt`]): its cached JWK Set and refresher go on.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::HeaderName;
 use palisade_config::{
@@ -40,8 +40,7 @@ pub enum VerifierError {
 }
 
 /// The JWT verifier of the running config, with the `[auth.jwt]` it was built from.
-#[derive(Default)]
-pub struct RetainedJwt(Mutex<Option<(JwtConfig, Arc<JwtVerifier>)>>);
+pub type RetainedJwt = crate::kept::Kept<(), JwtConfig, Arc<JwtVerifier>>;
 
 /// A config's verifiers, shared by its routes.
 pub struct Verifiers {
@@ -56,19 +55,16 @@ impl Verifiers {
     /// unchanged. A new JWK Set cache starts fetching at once when a runtime is running.
     pub fn build(auth: &AuthConfig, retained: &RetainedJwt) -> Result<Self, VerifierError> {
         let jwt = match &auth.jwt {
-            None => None,
-            Some(cfg) => {
-                let mut kept = retained.0.lock().unwrap_or_else(|e| e.into_inner());
-                match kept.as_ref() {
-                    Some((old, verifier)) if old == cfg => Some(verifier.clone()),
-                    _ => {
-                        let verifier = Arc::new(jwt_verifier(cfg)?);
-                        start(&verifier);
-                        *kept = Some((cfg.clone(), verifier.clone()));
-                        Some(verifier)
-                    }
-                }
+            // Dropped, so a removed JWK Set's refresher stops.
+            None => {
+                retained.retain(|_| false);
+                None
             }
+            Some(cfg) => Some(retained.get_or_try((), cfg, || {
+                let verifier = Arc::new(jwt_verifier(cfg)?);
+                start(&verifier);
+                Ok(verifier)
+            })?),
         };
         let api_keys = match &auth.api_keys {
             None => None,
@@ -162,13 +158,7 @@ pub fn jwt_verifier(cfg: &JwtConfig) -> Result<JwtVerifier, VerifierError> {
 /// A key file: a JWK or a JWK Set (JSON), else a PEM public key.
 pub fn read_keys(path: &str) -> Result<KeySet, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read keys_file {path:?}: {e}"))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let parsed = if text.trim_start().starts_with('{') {
-        KeySet::from_json(&text)
-    } else {
-        KeySet::from_pem(&bytes)
-    };
-    parsed.map_err(|e| format!("keys_file {path:?}: {e}"))
+    KeySet::from_file_contents(&bytes).map_err(|e| format!("keys_file {path:?}: {e}"))
 }
 
 /// Starts a new JWK Set cache: a first fetch now and the periodic refresher, when a runtime

@@ -133,12 +133,7 @@ fn required_claims(list: &str) -> Result<Vec<String>, String> {
 
 fn read_keys(path: &Path) -> Result<KeySet, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read the key: {e}"))?;
-    // Text starting with "{" cannot be PEM, so its JSON error is the one worth showing.
-    match std::str::from_utf8(&bytes) {
-        Ok(text) if text.trim_start().starts_with('{') => KeySet::from_json(text),
-        _ => KeySet::from_pem(&bytes),
-    }
-    .map_err(|e| e.to_string())
+    KeySet::from_file_contents(&bytes).map_err(|e| e.to_string())
 }
 
 fn read_token(arg: &str) -> Result<String, String> {

@@ -12,7 +12,7 @@ use common::tokens::{self, claims};
 use common::wire::{Reply, Wire};
 use palisade_testkit::UpstreamServer;
 use palisade_testkit::document::DocumentServer;
-use palisade_testkit::gateway::{Gateway, GatewayBuilder};
+use palisade_testkit::gateway::Gateway;
 use serde_json::json;
 use sha2::Digest;
 
@@ -96,15 +96,8 @@ upstream = "app"
         key = sha256_hex(API_KEY),
         up = up.addr(),
     );
-    let direct = if codec == Codec::Fast {
-        "true"
-    } else {
-        "false"
-    };
-    let gw = GatewayBuilder::new(common::bin())
-        .config(&config)
+    let gw = common::builder(codec, &config)
         .file("jwt.json", tokens::hs256_jwk())
-        .env("PALISADE_SERVER__DIRECT_PATH", direct)
         .spawn()
         .await
         .expect("gateway starts");

@@ -117,14 +117,7 @@ upstream = "app"
 
 async fn gateway(codec: Codec, extra: &str, env: &[(&str, &str)]) -> (UpstreamServer, Gateway) {
     let up = UpstreamServer::start().await.unwrap();
-    let direct = if codec == Codec::Fast {
-        "true"
-    } else {
-        "false"
-    };
-    let mut builder = GatewayBuilder::new(common::bin())
-        .config(&config(&up, extra))
-        .env("PALISADE_SERVER__DIRECT_PATH", direct);
+    let mut builder = common::builder(codec, &config(&up, extra));
     for (key, value) in env {
         builder = builder.env(key, value);
     }
@@ -266,10 +259,7 @@ both_codecs! {
         let up = UpstreamServer::start().await.unwrap();
         let unconfigured = config(&up, "mode = \"development\"")
             .replace(&format!(", \"{CLERK_NEW}\""), "");
-        let direct = if codec == Codec::Fast { "true" } else { "false" };
-        let gw = GatewayBuilder::new(common::bin())
-            .config(&unconfigured)
-            .env("PALISADE_SERVER__DIRECT_PATH", direct)
+        let gw = common::builder(codec, &unconfigured)
             .spawn()
             .await
             .unwrap();

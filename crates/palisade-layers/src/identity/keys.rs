@@ -150,6 +150,16 @@ impl KeySet {
         Self::parse_json(json.as_bytes(), true)
     }
 
+    /// A key file's contents (`keys_file`, `palisade jwt verify --key`): a JWK or a JWK Set when
+    /// it starts with `{` (text that cannot be PEM, so its JSON error is the one worth showing),
+    /// else a PEM public key.
+    pub fn from_file_contents(bytes: &[u8]) -> Result<Self, KeyError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) if text.trim_start().starts_with('{') => Self::from_json(text),
+            _ => Self::from_pem(bytes),
+        }
+    }
+
     /// A PEM public key: `PUBLIC KEY` (SubjectPublicKeyInfo of an RSA, EC P-256, EC P-384 or
     /// Ed25519 key) or `RSA PUBLIC KEY` (PKCS#1). Certificates and private keys are refused,
     /// and a PEM never yields an HMAC secret.

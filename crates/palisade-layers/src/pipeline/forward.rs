@@ -94,12 +94,6 @@ pub fn keeps(head: &RequestHead<'_>, a: &Admitted<'_>, kind: Kind, name: &[u8]) 
                 && !a
                     .route
                     .upstream
-                    .deadline_header
-                    .as_ref()
-                    .is_some_and(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
-                && !a
-                    .route
-                    .upstream
                     .extra_headers()
                     .iter()
                     .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))

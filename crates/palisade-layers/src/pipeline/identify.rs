@@ -25,13 +25,16 @@ pub struct RouteAuth {
     pub audit: AuditSink,
 }
 
-/// The request headers that carry a verified identity upstream, and the ones that carry what a
-/// webhook signature proved: a client's copies never go on.
+/// The request headers a route writes from its own decisions: the verified identity, what a
+/// webhook signature proved, and the upstream's `deadline_header`. A client's copies never go
+/// on.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
     pub user: HeaderName,
     pub tier: HeaderName,
     pub method: HeaderName,
+    /// The upstream's `deadline_header` ([`IdentityHeaders::with_deadline`]).
+    deadline: Option<HeaderName>,
     /// Bit `n` set when one of the managed names is `n` bytes long: most client headers are
     /// told apart by their length alone, on every request of every route.
     lengths: u64,
@@ -44,20 +47,34 @@ pub static WEBHOOK_ID: HeaderName = HeaderName::from_static("x-webhook-id");
 
 impl IdentityHeaders {
     pub fn new(user: HeaderName, tier: HeaderName, method: HeaderName) -> Self {
-        let mut this = Self {
+        Self {
             user,
             tier,
             method,
+            deadline: None,
             lengths: 0,
-        };
-        let lengths = this.names().map(|name| name.as_str().len() as u32);
-        for len in lengths {
-            this.lengths |= 1u64.checked_shl(len).unwrap_or(0);
         }
-        this
+        .measured()
     }
 
-    fn names(&self) -> [&HeaderName; 5] {
+    /// The same, with a route's upstream's `deadline_header` among them.
+    pub fn with_deadline(&self, deadline: Option<HeaderName>) -> Self {
+        Self {
+            deadline,
+            ..self.clone()
+        }
+        .measured()
+    }
+
+    fn measured(mut self) -> Self {
+        let lengths: Vec<u32> = self.names().map(|n| n.as_str().len() as u32).collect();
+        self.lengths = lengths
+            .into_iter()
+            .fold(0, |mask, len| mask | 1u64.checked_shl(len).unwrap_or(0));
+        self
+    }
+
+    fn names(&self) -> impl Iterator<Item = &HeaderName> {
         [
             &self.user,
             &self.tier,
@@ -65,6 +82,8 @@ impl IdentityHeaders {
             &WEBHOOK_VERIFIED,
             &WEBHOOK_ID,
         ]
+        .into_iter()
+        .chain(&self.deadline)
     }
 
     /// Whether a client's header `name` is one of these (or a webhook one): it is dropped.
@@ -74,7 +93,6 @@ impl IdentityHeaders {
         self.lengths & bit != 0
             && self
                 .names()
-                .iter()
                 .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
     }
 }
@@ -245,5 +263,10 @@ mod tests {
             assert!(!headers.managed(name.as_bytes()), "{name}");
         }
         assert!(!headers.managed(&[b'y'; 70]));
+        // A route's upstream's deadline header joins them.
+        let deadline = HeaderName::from_static("x-request-timeout-ms");
+        assert!(!headers.managed(b"X-Request-Timeout-Ms"));
+        let with = headers.with_deadline(Some(deadline));
+        assert!(with.managed(b"X-Request-Timeout-Ms") && with.managed(b"x-caller"));
     }
 }

@@ -84,11 +84,16 @@ macro_rules! both_codecs {
     };
 }
 
-/// The gateway on `config` with `codec`, waiting for `/ready` too when `ready`.
-pub async fn spawn(codec: Codec, config: &str, ready: bool) -> Gateway {
+/// The gateway on `config` with `codec`, to add files or environment to before it starts.
+pub fn builder(codec: Codec, config: &str) -> GatewayBuilder {
     GatewayBuilder::new(bin())
         .config(config)
         .env("PALISADE_SERVER__DIRECT_PATH", codec.direct_path())
+}
+
+/// The gateway on `config` with `codec`, waiting for `/ready` too when `ready`.
+pub async fn spawn(codec: Codec, config: &str, ready: bool) -> Gateway {
+    builder(codec, config)
         .wait_ready(ready)
         .spawn()
         .await

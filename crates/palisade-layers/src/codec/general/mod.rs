@@ -153,75 +153,51 @@ pub async fn handle(
         snap.request_body_timeout,
         Some(deadline.clone()),
     );
-    // A webhook's body is read whole and its signature checked over the bytes received, with
-    // the headers that go upstream (the signature's own pass unchanged).
-    let body =
-        match &route.webhook {
-            Some(hook) => {
-                let bytes = match read_whole(body).await {
-                    Ok(bytes) => bytes,
-                    Err(Some(error)) => {
-                        return reject(ctx, Rejection { error, close: true }, version);
-                    }
-                    Err(None) => {
-                        ctx.record.client_closed(0);
-                        return plain(StatusCode::BAD_REQUEST);
-                    }
-                };
-                let delivery =
-                    match pipeline::webhook::verify(hook, &headers, &bytes, &mut ctx, &route.name)
-                        .await
-                    {
-                        Ok(delivery) => delivery,
-                        Err(error) => return reject(ctx, Rejection { error, close }, version),
-                    };
-                use crate::pipeline::identify::{WEBHOOK_ID, WEBHOOK_VERIFIED};
-                let verified = HeaderValue::from_static(delivery.verified);
-                headers.insert(WEBHOOK_VERIFIED.clone(), verified);
-                if let Some(id) = delivery.id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                    headers.insert(WEBHOOK_ID.clone(), id);
-                }
-                RequestBody::buffered(bytes)
-            }
-            None => body,
-        };
-    // A body checked against the route's JSON Schema is read whole first (within the route's
-    // limit and the body timeout), then sent as it came.
-    let body = match (&route.schema, http_body::Body::is_end_stream(&body)) {
-        (Some(schema), false) => match checked(body, schema).await {
-            Ok(bytes) => RequestBody::buffered(bytes),
-            Err(Checked::Refused(error, pointer)) => {
-                let mut ctx = ctx;
-                ctx.pointer = pointer;
-                let close = close || error != ProxyError::UnprocessableEntity;
-                return reject(ctx, Rejection { error, close }, version);
-            }
-            Err(Checked::ClientLeft) => {
-                ctx.record.client_closed(0);
-                return plain(StatusCode::BAD_REQUEST);
-            }
-        },
-        _ => body,
-    };
-    // A body the upstream's retries may send again is read whole first.
+    // The body is read whole (within the route's limit and the body timeout) when something
+    // must see all of it before a byte goes upstream: a webhook signature, the route's JSON
+    // Schema, or a retry that may send it again. It then goes upstream as it came.
+    let bodiless = http_body::Body::is_end_stream(&body);
     let replays = route
         .upstream
         .retry
         .as_ref()
         .is_some_and(|retry| retry.replays(ctx.record.bytes_in, idempotent, idempotency_key));
-    let body =
-        if replays && body.buffered_bytes().is_none() && !http_body::Body::is_end_stream(&body) {
-            match read_whole(body).await {
-                Ok(bytes) => RequestBody::buffered(bytes),
-                Err(Some(error)) => return reject(ctx, Rejection { error, close: true }, version),
-                Err(None) => {
-                    ctx.record.client_closed(0);
-                    return plain(StatusCode::BAD_REQUEST);
-                }
+    let whole = route.webhook.is_some() || (!bodiless && (route.schema.is_some() || replays));
+    let body = if whole {
+        let bytes = match read_whole(body).await {
+            Ok(bytes) => bytes,
+            Err(Some(error)) => return reject(ctx, Rejection { error, close: true }, version),
+            Err(None) => {
+                ctx.record.client_closed(0);
+                return plain(StatusCode::BAD_REQUEST);
             }
-        } else {
-            body
         };
+        // The signature over the bytes received, with the headers that go upstream (the
+        // signature's own pass unchanged).
+        if let Some(hook) = &route.webhook {
+            let verified = pipeline::webhook::verify(hook, &headers, &bytes, &mut ctx, &route.name);
+            let delivery = match verified.await {
+                Ok(delivery) => delivery,
+                Err(error) => return reject(ctx, Rejection { error, close }, version),
+            };
+            use crate::pipeline::identify::{WEBHOOK_ID, WEBHOOK_VERIFIED};
+            let verified = HeaderValue::from_static(delivery.verified);
+            headers.insert(WEBHOOK_VERIFIED.clone(), verified);
+            if let Some(id) = delivery.id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                headers.insert(WEBHOOK_ID.clone(), id);
+            }
+        }
+        if let (Some(schema), false) = (&route.schema, bodiless)
+            && let Err((error, pointer)) = schema_check(&bytes, schema)
+        {
+            ctx.pointer = pointer;
+            let close = close || error != ProxyError::UnprocessableEntity;
+            return reject(ctx, Rejection { error, close }, version);
+        }
+        RequestBody::buffered(bytes)
+    } else {
+        body
+    };
     // The route's concurrency limit and the upstream's breaker; refused, hyper closes a
     // connection whose body is left unread.
     let mut slot = match guard::enter(&route, &mut ctx, close).await {
@@ -527,13 +503,6 @@ fn bad_request() -> Rejection {
     }
 }
 
-/// Why a body checked against a schema does not go upstream.
-enum Checked {
-    /// The answer, and for a 422 the JSON pointer of the failing value.
-    Refused(ProxyError, Option<String>),
-    ClientLeft,
-}
-
 /// Reads a body whole; on failure the answer ([`client_fault`]), `None` when the client left.
 async fn read_whole(body: RequestBody) -> Result<bytes::Bytes, Option<ProxyError>> {
     use http_body_util::BodyExt;
@@ -543,30 +512,21 @@ async fn read_whole(body: RequestBody) -> Result<bytes::Bytes, Option<ProxyError
     }
 }
 
-/// Reads a body whole and checks it against `schema`.
-async fn checked(
-    body: RequestBody,
+/// Checks a body against the route's schema: 400 when it is not JSON, 422 with the JSON
+/// pointer of the first failing value.
+fn schema_check(
+    bytes: &[u8],
     schema: &jsonschema::Validator,
-) -> Result<bytes::Bytes, Checked> {
-    use http_body_util::BodyExt;
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|e| match client_fault(&e) {
-            Some(error) => Checked::Refused(error, None),
-            None => Checked::ClientLeft,
-        })?
-        .to_bytes();
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|_| Checked::Refused(ProxyError::BadRequest, None))?;
-    if let Some(failure) = schema.iter_errors(&value).next() {
-        let pointer = failure.instance_path().to_string();
-        return Err(Checked::Refused(
+) -> Result<(), (ProxyError, Option<String>)> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|_| (ProxyError::BadRequest, None))?;
+    match schema.iter_errors(&value).next() {
+        Some(failure) => Err((
             ProxyError::UnprocessableEntity,
-            Some(pointer),
-        ));
+            Some(failure.instance_path().to_string()),
+        )),
+        None => Ok(()),
     }
-    Ok(bytes)
 }
 
 /// The answer to a client whose request body failed: 413 over the limit, 408 stalled, 400
