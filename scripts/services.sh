@@ -47,3 +47,9 @@ if ! pg_up; then
 fi
 pg_up || { echo "services.sh: PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
 echo "services: redis and postgresql are up; promtool is installed"
+
+# The database the job tests use (crates/palisade-jobs/tests, crates/palisade/tests/jobs.rs).
+if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'palisade_test'" | grep -q 1; then
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE palisade_test"
+fi
+echo "services: database palisade_test exists"

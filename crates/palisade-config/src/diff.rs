@@ -120,6 +120,8 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         rate_limits,
         auth,
         routes,
+        databases,
+        jobs,
     } = old;
     check("mode", *mode == new.mode);
     check("upstreams", *upstreams == new.upstreams);
@@ -127,6 +129,8 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
     check("rate_limits", *rate_limits == new.rate_limits);
     check("auth", *auth == new.auth);
     check("routes", *routes == new.routes);
+    check("databases", *databases == new.databases);
+    check("jobs", *jobs == new.jobs);
     changed
 }
 

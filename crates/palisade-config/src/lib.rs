@@ -14,11 +14,13 @@ mod headers;
 mod load;
 mod model;
 mod model_auth;
+mod model_jobs;
 mod model_resilience;
 mod secret;
 mod units;
 mod validate;
 mod validate_auth;
+mod validate_jobs;
 mod validate_resilience;
 
 #[cfg(test)]
@@ -32,6 +34,7 @@ pub use model::*;
 pub use secret::Secret;
 pub use units::{ByteSize, Duration};
 pub use validate::{compile_schema, load_schema};
+pub use validate_jobs::{SqlName, parse_schedule};
 
 /// A complete, commented example config (`palisade config example`); it validates as is.
 pub const EXAMPLE: &str = include_str!("../palisade.example.toml");

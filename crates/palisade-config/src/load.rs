@@ -31,6 +31,8 @@ const SECTIONS: &[&str] = &[
     "rate_limits",
     "auth",
     "routes",
+    "databases",
+    "jobs",
 ];
 
 /// A validated config snapshot and where it came from.
@@ -130,6 +132,8 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
         rate_limits: BTreeMap::new(),
         auth: Some(Default::default()),
         routes: Vec::new(),
+        databases: BTreeMap::new(),
+        jobs: BTreeMap::new(),
     };
     let root = FieldPath::root();
     for (key, value) in doc.root.get_ref() {
@@ -144,40 +148,38 @@ fn deserialize(doc: &Document<'_>, errors: &mut Vec<ConfigError>) -> Draft {
             "lifecycle" => draft.lifecycle = piece(doc, value, &path, errors),
             "redis" => draft.redis = piece(doc, value, &path, errors).map(Some),
             "auth" => draft.auth = piece(doc, value, &path, errors),
-            "upstreams" => match value.get_ref() {
-                DeValue::Table(upstreams) => {
-                    for (name, upstream) in upstreams {
-                        let path = path.key(name.get_ref());
-                        let loaded = piece(doc, upstream, &path, errors);
-                        draft.upstreams.insert(name.get_ref().to_string(), loaded);
-                    }
-                }
-                other => errors.push(doc.error_at(
-                    Some(&value.span()),
-                    &path,
-                    format!(
-                        "expected a table of named upstreams such as [upstreams.app], found {}",
-                        other.type_str()
-                    ),
-                )),
-            },
-            "rate_limits" => match value.get_ref() {
-                DeValue::Table(policies) => {
-                    for (name, policy) in policies {
-                        let path = path.key(name.get_ref());
-                        let loaded = piece(doc, policy, &path, errors);
-                        draft.rate_limits.insert(name.get_ref().to_string(), loaded);
-                    }
-                }
-                other => errors.push(doc.error_at(
-                    Some(&value.span()),
-                    &path,
-                    format!(
-                        "expected a table of named policies such as [rate_limits.per-ip], found {}",
-                        other.type_str()
-                    ),
-                )),
-            },
+            "upstreams" => named(
+                doc,
+                value,
+                &path,
+                "[upstreams.app]",
+                &mut draft.upstreams,
+                errors,
+            ),
+            "rate_limits" => named(
+                doc,
+                value,
+                &path,
+                "[rate_limits.per-ip]",
+                &mut draft.rate_limits,
+                errors,
+            ),
+            "databases" => named(
+                doc,
+                value,
+                &path,
+                "[databases.app]",
+                &mut draft.databases,
+                errors,
+            ),
+            "jobs" => named(
+                doc,
+                value,
+                &path,
+                "[jobs.token-cleanup]",
+                &mut draft.jobs,
+                errors,
+            ),
             "routes" => match value.get_ref() {
                 DeValue::Array(routes) => {
                     for (i, route) in routes.iter().enumerate() {
@@ -312,6 +314,34 @@ fn backticked(text: &str) -> Vec<&str> {
     text.split('`').skip(1).step_by(2).collect()
 }
 
+/// A table of named sections (`[upstreams.NAME]`, `[jobs.NAME]`): each loaded on its own, so
+/// one broken entry is reported without hiding the others. `example` shows the expected form.
+fn named<T: DeserializeOwned>(
+    doc: &Document<'_>,
+    value: &Spanned<DeValue<'_>>,
+    path: &FieldPath,
+    example: &str,
+    into: &mut BTreeMap<String, Option<T>>,
+    errors: &mut Vec<ConfigError>,
+) {
+    match value.get_ref() {
+        DeValue::Table(entries) => {
+            for (name, entry) in entries {
+                let loaded = piece(doc, entry, &path.key(name.get_ref()), errors);
+                into.insert(name.get_ref().to_string(), loaded);
+            }
+        }
+        other => errors.push(doc.error_at(
+            Some(&value.span()),
+            path,
+            format!(
+                "expected a table of named entries such as {example}, found {}",
+                other.type_str()
+            ),
+        )),
+    }
+}
+
 /// Replaces every secret reference by its value; errors name the reference, never a value.
 fn resolve_secrets(draft: &mut Draft, env: &[(String, String)]) -> Vec<Issue> {
     let mut issues = Vec::new();
@@ -321,6 +351,17 @@ fn resolve_secrets(draft: &mut Draft, env: &[(String, String)]) -> Vec<Issue> {
             Ok(None) => {}
             Err(message) => issues.push(Issue::new(
                 FieldPath::root().key("redis").key("url"),
+                message,
+            )),
+        }
+    }
+    for (name, database) in &mut draft.databases {
+        let Some(database) = database else { continue };
+        match secret::resolve(database.url.expose(), env) {
+            Ok(Some(resolved)) => database.url.replace(resolved),
+            Ok(None) => {}
+            Err(message) => issues.push(Issue::new(
+                FieldPath::root().key("databases").key(name).key("url"),
                 message,
             )),
         }
@@ -379,20 +420,22 @@ fn assemble(draft: Draft) -> Option<Config> {
         log: draft.log?,
         audit: draft.audit?,
         lifecycle: draft.lifecycle?,
-        upstreams: draft
-            .upstreams
-            .into_iter()
-            .map(|(name, upstream)| Some((name, upstream?)))
-            .collect::<Option<_>>()?,
+        upstreams: all(draft.upstreams)?,
         redis: draft.redis?,
-        rate_limits: draft
-            .rate_limits
-            .into_iter()
-            .map(|(name, policy)| Some((name, policy?)))
-            .collect::<Option<_>>()?,
+        rate_limits: all(draft.rate_limits)?,
         auth: draft.auth?,
         routes: draft.routes.into_iter().collect::<Option<_>>()?,
+        databases: all(draft.databases)?,
+        jobs: all(draft.jobs)?,
     })
+}
+
+/// Every entry of a named table, if each loaded.
+fn all<T>(entries: BTreeMap<String, Option<T>>) -> Option<BTreeMap<String, T>> {
+    entries
+        .into_iter()
+        .map(|(name, entry)| Some((name, entry?)))
+        .collect()
 }
 
 /// FNV-1a (64 bit) of the config's JSON form, as 12 hex characters.

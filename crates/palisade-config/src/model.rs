@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model_auth::*;
+pub use crate::model_jobs::*;
 pub use crate::model_resilience::*;
 use crate::secret::Secret;
 use crate::units::{ByteSize, Duration};
@@ -59,6 +60,13 @@ pub struct Config {
     /// is required: without routes every request would get 404.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// The protected app's databases (`[databases.NAME]`) that maintenance jobs work on.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// Maintenance jobs (`[jobs.NAME]`): retention clean-ups and stuck-work scans on a
+    /// database, run on a schedule by the gateway or by `palisade jobs run NAME`.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobConfig>,
 }
 
 /// Whether Palisade runs in front of real users or on a developer's machine.

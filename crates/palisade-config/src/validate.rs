@@ -29,9 +29,12 @@ pub(crate) struct Draft {
     pub(crate) rate_limits: BTreeMap<String, Option<RateLimitConfig>>,
     pub(crate) auth: Option<crate::model::AuthConfig>,
     pub(crate) routes: Vec<Option<RouteConfig>>,
+    pub(crate) databases: BTreeMap<String, Option<crate::model::DatabaseConfig>>,
+    pub(crate) jobs: BTreeMap<String, Option<crate::model::JobConfig>>,
 }
 
-const NAME_RULE: &str = "1 to 64 characters among lowercase letters, digits, \"_\" and \"-\"";
+pub(crate) const NAME_RULE: &str =
+    "1 to 64 characters among lowercase letters, digits, \"_\" and \"-\"";
 
 pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
     let mut issues = Vec::new();
@@ -143,6 +146,7 @@ pub(crate) fn validate(draft: &Draft) -> Vec<Issue> {
         crate::validate_auth::check_auth(auth, &mut issues);
     }
     check_routes(draft, &mut issues);
+    crate::validate_jobs::check(draft, &mut issues);
     issues
 }
 
@@ -575,7 +579,7 @@ fn check_route_match(route: &RouteConfig, path: &FieldPath, issues: &mut Vec<Iss
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

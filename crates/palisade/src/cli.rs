@@ -27,7 +27,7 @@ pub enum Command {
     Run(ConfigArg),
     /// Check a config file and report every error at once; exit 1 when it has any, 2 when no
     /// config file is named.
-    Validate(ConfigArg),
+    Validate(ValidateArgs),
     /// Print an example config or the config's JSON Schema.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -43,6 +43,19 @@ pub enum Command {
     /// Inbound webhook tools.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Maintenance jobs (`[jobs.NAME]`): run one now, or list them with their last run.
+    #[command(subcommand)]
+    Jobs(crate::jobs::JobsCommand),
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Also connect to each `[databases.NAME]` and check that the tables and columns the jobs
+    /// name exist (and warn when a retention job has no index to use).
+    #[arg(long)]
+    pub check_db: bool,
 }
 
 #[derive(Subcommand)]
@@ -204,8 +217,8 @@ fn load_example(mut env: Vec<(String, String)>) -> Result<LoadedConfig, ConfigEr
     palisade_config::load_str(EMBEDDED, palisade_config::EXAMPLE, &env)
 }
 
-pub fn validate(arg: &ConfigArg) -> ExitCode {
-    let Some(path) = &arg.config else {
+pub fn validate(args: &ValidateArgs) -> ExitCode {
+    let Some(path) = &args.config.config else {
         // Validating the built-in example would say "valid" about a file nobody wrote.
         eprintln!(
             "palisade validate: no config file given; name it with --config FILE or the \
@@ -224,12 +237,16 @@ pub fn validate(arg: &ConfigArg) -> ExitCode {
                 eprintln!("{} error(s); nothing was started", problems.len());
                 return ExitCode::FAILURE;
             }
+            if args.check_db && !crate::jobs::check_db(&loaded) {
+                return ExitCode::FAILURE;
+            }
             println!(
-                "{}: valid (config version {}, {} upstreams, {} routes)",
+                "{}: valid (config version {}, {} upstreams, {} routes, {} jobs)",
                 loaded.source,
                 loaded.version,
                 loaded.config.upstreams.len(),
-                loaded.config.routes.len()
+                loaded.config.routes.len(),
+                loaded.config.jobs.len()
             );
             ExitCode::SUCCESS
         }

@@ -6,6 +6,7 @@
 mod caps;
 mod cli;
 mod inspect;
+mod jobs;
 mod lifecycle;
 mod ops;
 mod readiness;
@@ -34,5 +35,7 @@ fn main() -> ExitCode {
             inspect::webhook_verify(&args)
         }
         cli::Command::Webhook(inspect::WebhookCommand::Sign(args)) => inspect::webhook_sign(&args),
+        cli::Command::Jobs(jobs::JobsCommand::Run(args)) => jobs::run(&args),
+        cli::Command::Jobs(jobs::JobsCommand::List(args)) => jobs::list(&args),
     }
 }

@@ -175,6 +175,14 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
         pending_restart: None,
     }));
     let proxy = Proxy::new(snapshot, metrics.clone(), retained);
+    // Maintenance jobs connect on first use: a database that is down fails runs, not start-up.
+    let scheduler = match palisade_jobs::Jobs::build(&loaded.config) {
+        Ok(jobs) => palisade_jobs::Scheduler::start(&jobs, &metrics, &audit),
+        Err(error) => {
+            tracing::error!(%error, "the jobs' databases cannot be used");
+            return ExitCode::from(2);
+        }
+    };
     // Idle rate-limit keys are swept on a timer, so memory follows the active keys only.
     let sweeper = {
         let proxy = proxy.clone();
@@ -320,6 +328,7 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     };
     checker.abort();
     sweeper.abort();
+    scheduler.stop(Duration::from_secs(2)).await;
     let _ = ops_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), ops_task).await;
 

@@ -46,6 +46,8 @@ pub enum AuditCategory {
     Signature,
     /// An operator used the admin API.
     Admin,
+    /// A maintenance job ran (or was refused its lock, or failed).
+    Job,
 }
 
 /// How an audited action ended; written in snake_case.

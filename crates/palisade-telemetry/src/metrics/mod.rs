@@ -11,6 +11,7 @@
 //! [`exposition`]. On Linux the standard `process_*` metrics are read at scrape time.
 
 pub mod exposition;
+mod jobs;
 pub mod names;
 #[cfg(target_os = "linux")]
 mod process;
@@ -32,6 +33,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use exposition::Format;
+pub use jobs::JobMetrics;
 pub use ratelimit::RateLimitMetrics;
 pub use resilience::{BreakerMetrics, RetryMetrics, ShedMetrics};
 pub use route::{NO_ROUTE, RouteMetrics, method_label, status_class};
@@ -96,6 +98,7 @@ pub struct Metrics {
     ratelimit: ratelimit::RateLimitFamilies,
     security: security::SecurityFamilies,
     resilience: resilience::ResilienceFamilies,
+    jobs: jobs::JobFamilies,
 }
 
 impl Metrics {
@@ -133,6 +136,7 @@ impl Metrics {
             ratelimit: Default::default(),
             security: Default::default(),
             resilience: Default::default(),
+            jobs: Default::default(),
             registry: Registry::default(),
         };
         let mut registry = std::mem::take(&mut metrics.registry);
@@ -337,8 +341,49 @@ impl Metrics {
             "Time admitted requests waited for a slot under a route's concurrency limit, in seconds",
             self.resilience.queue_wait.clone(),
         );
+        r.register(
+            JOB_RUNS,
+            "Maintenance job runs recorded in the job's database since this process started, by job and outcome (success, failure), and runs skipped here because another replica held the job's lock (skipped)",
+            self.jobs.runs.clone(),
+        );
+        r.register(
+            JOB_ROWS_DELETED,
+            "Rows deleted by retention runs, by job and table",
+            self.jobs.deleted.clone(),
+        );
+        r.register(
+            JOB_ROWS_RECOVERED,
+            "Stuck rows recovered by stuck scans, by job",
+            self.jobs.recovered.clone(),
+        );
+        r.register(
+            JOB_STUCK_ROWS,
+            "Stuck rows the job's last scan found and could not recover",
+            self.jobs.stuck.clone(),
+        );
+        r.register(
+            JOB_DURATION_SECONDS,
+            "How long maintenance job runs took, in seconds",
+            self.jobs.duration.clone(),
+        );
+        r.register(
+            JOB_LAST_SUCCESS_TIMESTAMP_SECONDS,
+            "Unix time the job's last successful run ended, 0 until one is known",
+            self.jobs.last_success.clone(),
+        );
+        r.register(
+            JOB_INTERVAL_SECONDS,
+            "Seconds between two runs of the job's schedule",
+            self.jobs.interval.clone(),
+        );
         #[cfg(target_os = "linux")]
         r.register_collector(Box::new(process::ProcessCollector));
+    }
+
+    /// A maintenance job's handle: `tables` are those it deletes from, `interval_secs` the
+    /// time between two of its scheduled runs.
+    pub fn job(&self, job: &str, tables: &[&str], interval_secs: f64) -> JobMetrics {
+        JobMetrics::new(job, tables, interval_secs, &self.jobs)
     }
 
     /// Counts a client connection closed at once; `reason` says which cap it met.

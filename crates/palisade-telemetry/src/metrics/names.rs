@@ -124,3 +124,23 @@ pub const WEBHOOK_VERIFICATIONS: &str = "palisade_webhook_verifications";
 pub const CONNECTIONS_REFUSED: &str = "palisade_connections_refused";
 /// Gauge `palisade_connections_open`: client connections open on the proxy listener.
 pub const CONNECTIONS_OPEN: &str = "palisade_connections_open";
+/// Counter `palisade_job_runs_total{job_name,outcome}`: maintenance job runs recorded in the job's
+/// database (by any replica or a CronJob) since this process started, `outcome` being
+/// `success` or `failure`, plus `skipped`: runs this process did not start because another
+/// held the job's lock.
+pub const JOB_RUNS: &str = "palisade_job_runs";
+/// Counter `palisade_job_rows_deleted_total{job_name,table}`: rows retention runs deleted.
+pub const JOB_ROWS_DELETED: &str = "palisade_job_rows_deleted";
+/// Counter `palisade_job_rows_recovered_total{job_name}`: stuck rows a stuck scan recovered.
+pub const JOB_ROWS_RECOVERED: &str = "palisade_job_rows_recovered";
+/// Gauge `palisade_job_stuck_rows{job_name}`: stuck rows the job's last scan found and could not
+/// recover.
+pub const JOB_STUCK_ROWS: &str = "palisade_job_stuck_rows";
+/// Histogram `palisade_job_duration_seconds{job_name}`: how long runs took.
+pub const JOB_DURATION_SECONDS: &str = "palisade_job_duration_seconds";
+/// Gauge `palisade_job_last_success_timestamp_seconds{job_name}`: Unix time the job's last
+/// successful run ended, read from its database; 0 until one is known.
+pub const JOB_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "palisade_job_last_success_timestamp_seconds";
+/// Gauge `palisade_job_interval_seconds{job_name}`: seconds between two runs of the job's schedule,
+/// for alerts on a job that has not run for two of them.
+pub const JOB_INTERVAL_SECONDS: &str = "palisade_job_interval_seconds";
