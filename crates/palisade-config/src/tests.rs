@@ -710,3 +710,120 @@ upstream = "app"
     assert!(all[3].contains("names with \"_\" are refused"), "{all:#?}");
     assert!(MANAGED_REQUEST_HEADERS.contains(&"traceparent"));
 }
+
+#[test]
+fn the_issues_job_config_loads() {
+    let text = format!(
+        "{MINIMAL}{}",
+        r#"
+[databases.app]
+url = "${env:APP_DATABASE_URL}"
+protected_tables = ["audit_events"]
+
+[jobs.token-cleanup]
+database = "app"
+schedule = "0 */6 * * *"
+batch_size = 1000
+[[jobs.token-cleanup.delete]]
+table = "gpt_authorization_codes"
+time_column = "expires_at"
+older_than = "30d"
+[[jobs.token-cleanup.delete]]
+table = "gpt_refresh_tokens"
+time_column = "revoked_at"
+older_than = "30d"
+
+[jobs.stuck-batches]
+database = "app"
+schedule = "*/5 * * * *"
+kind = "stuck_scan"
+query = "SELECT id FROM batches WHERE status = 'processing' AND updated_at < now() - interval '15 minutes'"
+recover = "UPDATE batches SET status = 'completed' WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM recipients WHERE batch_id = $1 AND status NOT IN ('sent','failed'))"
+max_per_scan = 100
+"#
+    );
+    let loaded = load(
+        &text,
+        &[("APP_DATABASE_URL", "postgres://app:pw@db:5432/app")],
+    );
+    let cleanup = &loaded.config.jobs["token-cleanup"];
+    assert_eq!(
+        (cleanup.kind, cleanup.runner, cleanup.batch_size),
+        (JobKind::Retention, JobRunner::InProcess, 1000)
+    );
+    assert_eq!(cleanup.delete[1].older_than.get().as_secs(), 30 * 86_400);
+    assert_eq!(loaded.config.jobs["stuck-batches"].kind, JobKind::StuckScan);
+    assert_eq!(
+        loaded.config.databases["app"].url.expose(),
+        "postgres://app:pw@db:5432/app"
+    );
+    // The database URL is a secret: the version hash and Debug output never hold it.
+    assert!(!format!("{:?}", loaded.config).contains("pw@"));
+}
+
+#[test]
+fn job_mistakes_name_the_field_and_what_is_valid() {
+    let text = format!(
+        "{MINIMAL}{}",
+        r#"
+[databases.app]
+url = "mysql://db/app"
+protected_tables = ["audit_events", "bad name"]
+
+[jobs.cleanup]
+database = "app"
+schedule = "every six hours"
+batch_size = 0
+[[jobs.cleanup.delete]]
+table = "audit_events"
+time_column = "created_at"
+older_than = "30d"
+[[jobs.cleanup.delete]]
+table = "tokens; DROP TABLE users"
+time_column = "1st"
+older_than = "10s"
+[[jobs.cleanup.delete]]
+table = "palisade_job_runs"
+time_column = "finished_at_ms"
+older_than = "1d"
+
+[jobs.scan]
+database = "other"
+schedule = "* * * * * *"
+kind = "stuck_scan"
+"#
+    );
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "palisade.toml:10: databases.app.url: expected a postgres:// or sqlite: URL, e.g. \
+             \"postgres://app@db:5432/app\" or \"sqlite:///var/lib/app/app.db\"",
+            "palisade.toml:11: databases.app.protected_tables[1]: \"bad name\" is not a table name; \
+             names are letters, digits and \"_\" (not starting with a digit), at most 63 characters, \
+             e.g. \"refresh_tokens\"",
+            "palisade.toml:15: jobs.cleanup.schedule: \"every six hours\" is not a cron schedule \
+             (Invalid pattern: Pattern must have 5 fields when seconds are disallowed.); give five \
+             fields in UTC, minute hour day-of-month month day-of-week, e.g. \"0 */6 * * *\" for \
+             every 6 hours, or \"@daily\"",
+            "palisade.toml:16: jobs.cleanup.batch_size: must be from 1 to 100000, e.g. 1000",
+            "palisade.toml:18: jobs.cleanup.delete[0].table: \"audit_events\" is protected \
+             (databases.app.protected_tables): no job may delete from it",
+            "palisade.toml:22: jobs.cleanup.delete[1].table: \"tokens; DROP TABLE users\" is not a \
+             table name; names are letters, digits and \"_\" (not starting with a digit), at most \
+             63 characters, e.g. \"refresh_tokens\"",
+            "palisade.toml:23: jobs.cleanup.delete[1].time_column: \"1st\" is not a column name; \
+             names are letters, digits and \"_\" (not starting with a digit), at most 63 \
+             characters, e.g. \"refresh_tokens\"",
+            "palisade.toml:24: jobs.cleanup.delete[1].older_than: must be at least 1 minute, e.g. \"30d\"",
+            "palisade.toml:26: jobs.cleanup.delete[2].table: palisade_job_runs is Palisade's record \
+             of job runs and is protected; Palisade keeps its last 100 runs per job itself",
+            "palisade.toml:30: jobs.scan.query: a stuck_scan job needs a query: a SELECT whose \
+             first column is the id of each stuck row",
+            "palisade.toml:31: jobs.scan.database: no database \"other\"; configured: app",
+            "palisade.toml:32: jobs.scan.schedule: \"* * * * * *\" is not a cron schedule (Invalid \
+             pattern: Pattern must have 5 fields when seconds are disallowed.); give five fields \
+             in UTC, minute hour day-of-month month day-of-week, e.g. \"0 */6 * * *\" for every 6 \
+             hours, or \"@daily\"",
+        ]
+    );
+}

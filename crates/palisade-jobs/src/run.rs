@@ -26,6 +26,10 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Identifies this process in the run record (see [`crate::runner_id`]).
     pub runner: String,
+    /// Skip the run when a successful one ended less than this long ago: replicas that wake
+    /// for the same firing run it once, even when the first run ends before the next replica
+    /// asks for the lock. `None` (a run asked for by hand) always runs.
+    pub skip_if_succeeded_within: Option<Duration>,
 }
 
 /// How a run ended.
@@ -231,6 +235,21 @@ async fn attempt(
     };
     // The record must be writable before anything is deleted.
     let mut result = record::ensure_table(&mut conn).await;
+    if result.is_ok()
+        && let Some(window) = options.skip_if_succeeded_within
+    {
+        match record::last(&mut conn, &job.name).await {
+            Ok((_, Some(success_ms)))
+                if unix_ms(SystemTime::now()) - success_ms < window.as_millis() as i64 =>
+            {
+                lease::release(lease, &mut conn).await;
+                conn.close().await;
+                return Ok(false);
+            }
+            Ok(_) => {}
+            Err(error) => result = Err(error),
+        }
+    }
     if result.is_ok() {
         let deadline = clock + job.config.timeout.get();
         result = match job.config.kind {

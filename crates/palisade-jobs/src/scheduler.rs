@@ -64,6 +64,9 @@ impl Scheduler {
                         dry_run: false,
                         cancel: cancel.clone(),
                         runner: runner.clone(),
+                        skip_if_succeeded_within: Some(Duration::from_secs_f64(
+                            job.schedule.interval_secs() / 2.0,
+                        )),
                     },
                 )));
             }
@@ -90,7 +93,18 @@ impl Scheduler {
 }
 
 async fn scheduled(job: Job, metrics: JobMetrics, audit: AuditSink, options: RunOptions) {
+    let mut due = overdue(&job).await;
     loop {
+        if due {
+            let report = run(&job, &options).await;
+            report.log();
+            report.count(&metrics);
+            audit.emit(report.audit_event());
+            if options.cancel.is_cancelled() {
+                return;
+            }
+        }
+        due = true;
         let now = Utc::now();
         let Some(next) = job.schedule.next_after(now) else {
             tracing::warn!(job = %job.name, schedule = job.schedule.pattern(), "the schedule never fires again");
@@ -101,12 +115,23 @@ async fn scheduled(job: Job, metrics: JobMetrics, audit: AuditSink, options: Run
             () = tokio::time::sleep(wait) => {}
             () = options.cancel.cancelled() => return,
         }
-        let report = run(&job, &options).await;
-        report.log();
-        report.count(&metrics);
-        audit.emit(report.audit_event());
-        if options.cancel.is_cancelled() {
-            return;
+    }
+}
+
+/// Whether a job missed its schedule while no gateway ran it: no successful run recorded, or
+/// the last one longer ago than the schedule's interval. Such a job runs at start-up instead
+/// of waiting for its next firing (one replica does; the others find the lock held). When the
+/// record cannot be read, the schedule decides.
+async fn overdue(job: &Job) -> bool {
+    match crate::run::last_run(job).await {
+        Ok((_, None)) => true,
+        Ok((_, Some(success_ms))) => {
+            let age = Utc::now().timestamp_millis() - success_ms;
+            age as f64 / 1000.0 > job.schedule.interval_secs()
+        }
+        Err(error) => {
+            tracing::warn!(job = %job.name, %error, "cannot read the job's run record; it runs at its next scheduled time");
+            false
         }
     }
 }
