@@ -239,7 +239,7 @@ fn env_override_into_unknown_field_names_the_variable() {
         errors(MINIMAL, &[("PALISADE_SERVR__LISTEN", "127.0.0.1:8081")]),
         [
             "env PALISADE_SERVR__LISTEN: unknown field \"servr\"; valid fields: mode, server, ops, log, \
-             audit, lifecycle, upstreams, redis, rate_limits, auth, routes"
+             audit, lifecycle, upstreams, redis, rate_limits, auth, routes, databases, jobs"
         ]
     );
     let bad_value = errors(MINIMAL, &[("PALISADE_LIFECYCLE__GRACE_PERIOD", "soon")]);

@@ -119,16 +119,18 @@ impl RunReport {
         detail
     }
 
-    /// The audit event of the run.
-    pub fn audit_event(&self) -> AuditEvent {
-        let (action, outcome) = match &self.outcome {
-            Outcome::Success => ("job_run", AuditOutcome::Success),
-            Outcome::Failure(_) => ("job_run", AuditOutcome::Failure),
-            Outcome::Skipped => ("job_skipped", AuditOutcome::Success),
+    /// The audit event of a run that did something: none for a skip or a dry run, which
+    /// change nothing (the run that did the work is audited by its own process).
+    pub fn audit_event(&self) -> Option<AuditEvent> {
+        let outcome = match &self.outcome {
+            _ if self.dry_run => return None,
+            Outcome::Skipped => return None,
+            Outcome::Success => AuditOutcome::Success,
+            Outcome::Failure(_) => AuditOutcome::Failure,
         };
         let mut detail = self.detail();
         detail["job"] = json!(self.job);
-        AuditEvent::now(AuditCategory::Job, action, outcome).details(detail)
+        Some(AuditEvent::now(AuditCategory::Job, "job_run", outcome).details(detail))
     }
 
     /// Counts the run in the job's metrics.

@@ -99,7 +99,9 @@ async fn scheduled(job: Job, metrics: JobMetrics, audit: AuditSink, options: Run
             let report = run(&job, &options).await;
             report.log();
             report.count(&metrics);
-            audit.emit(report.audit_event());
+            if let Some(event) = report.audit_event() {
+                audit.emit(event);
+            }
             if options.cancel.is_cancelled() {
                 return;
             }

@@ -126,8 +126,8 @@ pub fn run(args: &JobRunArgs) -> ExitCode {
         };
         let report = palisade_jobs::run(job, &options).await;
         report.log();
-        if !args.dry_run {
-            audit.emit(report.audit_event());
+        if let Some(event) = report.audit_event() {
+            audit.emit(event);
         }
         audit.close(Duration::from_secs(2)).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
