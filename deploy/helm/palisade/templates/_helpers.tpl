@@ -195,7 +195,7 @@ that inject Palisade into their own Pod template (see the chart README):
     - name: ops
       containerPort: {{ include "palisade.opsPort" . }}
       protocol: TCP
-  {{- with (include "palisade.env" .) }}
+  {{- with (include "palisade.env" . | trim) }}
   env:
     {{- . | nindent 4 }}
   {{- end }}
