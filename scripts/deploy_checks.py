@@ -22,7 +22,9 @@
     `${env:NAME}` references), unless it holds [jobs]/[databases] and the binary has no `jobs`
     command (then that one validation prints SKIPPED);
   - the PrometheusRule's groups are those of deploy/prometheus/alerts.yaml (runbook base URL
-    aside); the ServiceMonitor scrapes /metrics on a Service port that exists.
+    aside); the ServiceMonitor scrapes /metrics on a Service port that exists; the ops port is
+    never open to every source, and every Deployment and CronJob is selected by a NetworkPolicy
+    when the render has any.
 
 `crds` validates ServiceMonitor and PrometheusRule objects, which kubernetes-validate has no
 schema for, against prometheus-operator's CRD models (PyPI: cloudcoil-models-prometheus-
@@ -263,10 +265,18 @@ def manifests(args):
             if base:
                 expected = expected.replace(DEFAULT_RUNBOOK_BASE, base.group(0))
             c.check(rendered == expected, f"{name_of(rule)}: groups differ from {args.alerts}")
-        for policy in by_kind.get("NetworkPolicy", []):
-            ops_rules = [r for r in policy["spec"].get("ingress", []) if any(p.get("port") == "ops" for p in r.get("ports", []))]
-            c.check(ops_rules and all(r.get("from") for r in ops_rules),
-                    f"{name_of(policy)}: the ops port is open to every source")
+        policies = by_kind.get("NetworkPolicy", [])
+        for policy in policies:
+            ops_rules = [r for r in policy["spec"].get("ingress") or [] if any(p.get("port") == "ops" for p in r.get("ports", []))]
+            c.check(all(r.get("from") for r in ops_rules), f"{name_of(policy)}: the ops port is open to every source")
+        if policies:
+            # Every workload rendered next to a NetworkPolicy is selected by one.
+            for obj in by_kind.get("Deployment", []) + by_kind.get("CronJob", []):
+                template = obj["spec"]["template"] if obj["kind"] == "Deployment" else obj["spec"]["jobTemplate"]["spec"]["template"]
+                labels = template["metadata"].get("labels") or {}
+                selected = any(all(labels.get(k) == v for k, v in (p["spec"]["podSelector"].get("matchLabels") or {}).items())
+                               for p in policies)
+                c.check(selected, f"{name_of(obj)}: no NetworkPolicy selects its Pods")
 
         status = "ok  " if not c.failures else "FAIL"
         print(f"  {status} {c.passed} checks passed, {len(c.failures)} failed")
