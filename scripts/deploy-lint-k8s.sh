@@ -120,9 +120,9 @@ refuse "terminationGracePeriodSeconds below drain_delay + grace_period" "must be
 refuse "a PDB minAvailable equal to the replicas" "must be below replicaCount" $'podDisruptionBudget:\n  minAvailable: 2'
 refuse "a job on a database not under config.databases" "is not under config.databases" \
   $'config:\n  jobs:\n    x:\n      database: nope\n      schedule: "0 * * * *"\n      runner: cronjob'
-refuse "a cron schedule without 5 fields" "schedule" \
+refuse "a cron schedule that is neither 5 fields nor @hourly-like" "schedule" \
   $'config:\n  databases:\n    app:\n      url: "${env:U}"\n  jobs:\n    x:\n      database: app\n      schedule: "hourly"'
-refuse "a literal database URL instead of a secret reference" "url" \
+refuse "a literal postgres:// URL instead of a secret reference" "url" \
   $'config:\n  databases:\n    app:\n      url: "postgres://u:pw@db/app"'
 refuse "sidecar mode without an app image" "sidecar.app.image is required" $'mode: sidecar'
 

@@ -15,7 +15,8 @@
   - no ServiceAccount token mounted, no Role/ClusterRole (Palisade never calls the API);
   - PodDisruptionBudget minAvailable below the replicas (or the HPA's minReplicas), or
     maxUnavailable >= 1; HPA minReplicas >= 2;
-  - every CronJob: concurrencyPolicy Forbid, a deadline, `jobs run NAME --config
+  - every CronJob: concurrencyPolicy Forbid, a deadline above the job's timeout, a UTC (or
+    unset) time zone, `jobs run NAME --config
     /etc/palisade/palisade.toml` naming a job of the rendered config whose runner is "cronjob",
     and the config mounted;
   - the ConfigMap's palisade.toml passes `palisade validate` (with dummy values for the
@@ -71,11 +72,11 @@ def load(path):
 
 
 def seconds(duration):
-    match = re.fullmatch(r"(\d+)(ms|s|m|h)", str(duration))
+    match = re.fullmatch(r"(\d+)(ms|s|m|h|d)", str(duration))
     if not match:
         raise ValueError(f"unreadable duration {duration!r}")
     value, unit = int(match.group(1)), match.group(2)
-    return {"ms": value / 1000, "s": value, "m": value * 60, "h": value * 3600}[unit]
+    return {"ms": value / 1000, "s": value, "m": value * 60, "h": value * 3600, "d": value * 86400}[unit]
 
 
 def pod_spec(obj):
@@ -232,6 +233,8 @@ def manifests(args):
             c.check(spec.get("concurrencyPolicy") == "Forbid", f"{name_of(cronjob)}: concurrencyPolicy is not Forbid")
             c.check(spec["jobTemplate"]["spec"].get("activeDeadlineSeconds"), f"{name_of(cronjob)}: no activeDeadlineSeconds")
             c.check("backoffLimit" in spec["jobTemplate"]["spec"], f"{name_of(cronjob)}: no backoffLimit")
+            c.check(spec.get("timeZone") in (None, "Etc/UTC", "UTC"),
+                    f"{name_of(cronjob)}: timeZone {spec.get('timeZone')} is not UTC, unlike Palisade's schedules")
             for container in pspec["containers"]:
                 argv = (container.get("command") or []) + (container.get("args") or [])
                 match = (len(argv) >= 5 and argv[0] == "jobs" and argv[1] == "run"
@@ -243,6 +246,10 @@ def manifests(args):
                             f"{name_of(cronjob)}: job {job!r} does not have runner = \"cronjob\" (the gateway would run it too)")
                     c.check(spec.get("schedule") == jobs.get(job, {}).get("schedule"),
                             f"{name_of(cronjob)}: schedule differs from the config's")
+                    timeout = seconds(jobs.get(job, {}).get("timeout", "30m"))
+                    deadline = spec["jobTemplate"]["spec"].get("activeDeadlineSeconds") or 0
+                    c.check(deadline > timeout, f"{name_of(cronjob)}: activeDeadlineSeconds {deadline} is not above "
+                                                f"the job's timeout ({timeout}s), so Kubernetes would kill it mid-batch")
                 c.check(any(m["mountPath"] == os.path.dirname(CONFIG_PATH) for m in container.get("volumeMounts") or []),
                         f"{name_of(cronjob)}: the config is not mounted at {os.path.dirname(CONFIG_PATH)}")
         cron_jobs = {argv[2] for cj in by_kind.get("CronJob", [])

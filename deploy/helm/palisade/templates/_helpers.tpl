@@ -92,7 +92,7 @@ accepts an integer).
 {{- end -}}
 
 {{/*
-Seconds in a Palisade duration ("500ms", "5s", "2m", "1h"), rounded up. Anything else fails the
+Seconds in a Palisade duration ("500ms", "5s", "2m", "1h", "1d"), rounded up. Anything else fails the
 render with a hint, since the termination grace period is computed from it.
 */}}
 {{- define "palisade.durationSeconds" -}}
@@ -105,8 +105,10 @@ render with a hint, since the termination grace period is computed from it.
 {{- mul (trimSuffix "m" $d | int) 60 -}}
 {{- else if regexMatch "^[0-9]+h$" $d -}}
 {{- mul (trimSuffix "h" $d | int) 3600 -}}
+{{- else if regexMatch "^[0-9]+d$" $d -}}
+{{- mul (trimSuffix "d" $d | int) 86400 -}}
 {{- else -}}
-{{- fail (printf "palisade: cannot read the duration %q (config.lifecycle): write it as e.g. 5s, 500ms, 2m or 1h" $d) -}}
+{{- fail (printf "palisade: cannot read the duration %q in config (lifecycle or a job timeout): write it as e.g. 5s, 500ms, 2m, 1h or 1d" $d) -}}
 {{- end -}}
 {{- end -}}
 
