@@ -9,7 +9,8 @@
 # PALISADE_BIN names the palisade binary whose `validate` checks every rendered config
 # (default /work/bin/palisade). The steps, in order:
 #   1. yamllint on the chart's values, Chart.yaml, ci/ values, the alerts and deploy/kubernetes;
-#   2. the PrometheusRule's source: files/alerts.yaml links to deploy/prometheus/alerts.yaml;
+#   2. the PrometheusRule's source: files/alerts.yaml links to deploy/prometheus/alerts.yaml, and
+#      `helm package` stores that file's contents in the archive;
 #   3. helm lint --strict and helm template of every ci/*-values.yaml (Helm v4's own engine,
 #      linter and values.schema.json validation through helm-python-sdk), and NOTES.txt;
 #   4. values the chart must refuse at render time (schema typos, a grace period shorter than
@@ -88,6 +89,12 @@ step "2. the PrometheusRule's rules are deploy/prometheus/alerts.yaml"
 [[ $(readlink -f "$chart/files/alerts.yaml") == "$(readlink -f deploy/prometheus/alerts.yaml)" ]] ||
   fail "$chart/files/alerts.yaml does not resolve to deploy/prometheus/alerts.yaml"
 "$py" -c 'import sys, yaml; g = yaml.safe_load(open(sys.argv[1]))["groups"]; assert g and all(x.get("rules") for x in g), "no groups/rules"; print("deploy-lint-k8s:", len(g), "group(s),", sum(len(x["rules"]) for x in g), "rule(s); Helm follows the link when it loads the chart")' deploy/prometheus/alerts.yaml
+
+mkdir -p "$out/package"
+archive=$(helm_sdk package "$chart" --destination "$out/package") || fail "helm package $chart"
+tar -xzOf "$archive" palisade/files/alerts.yaml | cmp -s - deploy/prometheus/alerts.yaml ||
+  fail "the packaged chart's files/alerts.yaml is not deploy/prometheus/alerts.yaml"
+say "helm package: $(basename "$archive") carries the alerts file's contents"
 
 # --- 3 ----------------------------------------------------------------------------------------
 step "3. helm lint --strict and helm template (Helm $("$py" -c 'import helm_python as h; print(h.helm_sdk_version())') SDK, kube $kube_version) of every ci/*-values.yaml"

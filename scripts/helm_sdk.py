@@ -8,6 +8,7 @@ gives them the command-line shape the lint script needs:
 
     helm_sdk.py lint CHART [-f VALUES]... [--kube-version v1.30.0]   (always --strict)
     helm_sdk.py template CHART [-f VALUES]... [--name N] [--namespace NS] [--notes] [--base-dir D]
+    helm_sdk.py package CHART --destination DIR     (prints the archive's path)
 
 `template` prints the manifests as `helm template` does: one document per object, each headed by
 `# Source: <template>`, in Helm's install order; `--notes` prints the rendered NOTES.txt instead;
@@ -75,7 +76,7 @@ def documents(rendered):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["lint", "template"])
+    parser.add_argument("command", choices=["lint", "template", "package"])
     parser.add_argument("chart")
     parser.add_argument("-f", "--values", action="append", default=[])
     parser.add_argument("--name", default="palisade")
@@ -83,6 +84,7 @@ def main():
     parser.add_argument("--kube-version", default="v1.30.0")
     parser.add_argument("--notes", action="store_true")
     parser.add_argument("--base-dir")
+    parser.add_argument("--destination")
     args = parser.parse_args()
     values = load_values(args.values)
 
@@ -100,6 +102,10 @@ def main():
             failed = True
         print(f"{report.get('total_charts_linted', 0)} chart(s) linted, {'failed' if failed else 'no failures'}")
         return 1 if failed else 0
+
+    if args.command == "package":
+        print(helm.package(args.chart, destination=args.destination))
+        return 0
 
     with helm.Chart.load(args.chart) as chart:
         chart.validate_schema(chart.merge_values(values))
