@@ -164,7 +164,9 @@ def validate_config(c, text, palisade, jobs_supported):
         print(f"  SKIPPED (binary lacks jobs): palisade validate of {c.source}'s config "
               "([jobs]/[databases] need a binary with `palisade jobs`)")
         return config
-    env = dict(os.environ)
+    # Palisade reads PALISADE_SECTION__FIELD overrides (and PALISADE_CONFIG) from its
+    # environment; the lint's own variables (PALISADE_BIN, ...) must not reach it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PALISADE_")}
     for name in set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", text)):
         env.setdefault(name, DUMMY_ENV.get(name, "dummy-value-for-validate"))
     with tempfile.TemporaryDirectory() as tmp:
