@@ -6,7 +6,7 @@
 #   scripts/deploy-lint-k8s.sh                 run every check
 #   scripts/deploy-lint-k8s.sh --update-base   regenerate deploy/kubernetes/base from the chart
 #
-# PALISADE_BIN names the palisade binary whose `validate` checks every rendered config
+# LINT_PALISADE_BIN names the palisade binary whose `validate` checks every rendered config
 # (default /work/bin/palisade). The steps, in order:
 #   1. yamllint on the chart's values, Chart.yaml, ci/ values, the alerts and deploy/kubernetes;
 #   2. the PrometheusRule's source: files/alerts.yaml links to deploy/prometheus/alerts.yaml, and
@@ -28,7 +28,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PALISADE_BIN="${PALISADE_BIN:-/work/bin/palisade}"
+if [[ -z ${LINT_PALISADE_BIN:-} ]]; then
+  for candidate in target/release/palisade target/debug/palisade /work/bin/palisade; do
+    if [[ -x $candidate ]]; then LINT_PALISADE_BIN=$candidate; break; fi
+  done
+fi
+PALISADE_BIN="${LINT_PALISADE_BIN:-target/release/palisade}"
 chart=deploy/helm/palisade
 kube_version=1.30.0
 venv="${PALISADE_LINT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade-deploy-lint/venv}"
@@ -74,13 +79,13 @@ if [[ ${1:-} == --update-base ]]; then
 fi
 [[ $# -eq 0 ]] || fail "unknown arguments: $*"
 
-test -x "$PALISADE_BIN" || fail "PALISADE_BIN=$PALISADE_BIN is not an executable palisade binary"
+test -x "$PALISADE_BIN" || fail "LINT_PALISADE_BIN=$PALISADE_BIN is not an executable palisade binary"
 say "palisade binary: $PALISADE_BIN ($("$PALISADE_BIN" --version))"
 
 # --- 1 ----------------------------------------------------------------------------------------
-step "1. yamllint (.yamllint) on the chart's values, Chart.yaml, ci/, deploy/prometheus, deploy/kubernetes"
+step "1. yamllint (.yamllint) on the chart's values, Chart.yaml, ci/ and deploy/kubernetes (deploy/prometheus has its own, in deploy-lint-observability.sh)"
 "$venv/bin/yamllint" --strict -c .yamllint "$chart/Chart.yaml" "$chart/values.yaml" "$chart/ci" \
-  deploy/prometheus deploy/kubernetes
+  deploy/kubernetes
 say "yamllint clean"
 
 # --- 2 ----------------------------------------------------------------------------------------
@@ -207,13 +212,7 @@ done
 
 # --- 11 ---------------------------------------------------------------------------------------
 step "11. Palisade's own rules (scripts/deploy_checks.py) and palisade validate of every config"
-jobs_flag=()
-if "$PALISADE_BIN" jobs --help >/dev/null 2>&1; then
-  jobs_flag=(--jobs-supported)
-else
-  say "$PALISADE_BIN has no \`jobs\` command: configs with [jobs] are not validated by it (SKIPPED below)"
-fi
-"$py" scripts/deploy_checks.py manifests --palisade "$PALISADE_BIN" "${jobs_flag[@]}" "${files[@]}"
+"$py" scripts/deploy_checks.py manifests --palisade "$PALISADE_BIN" "${files[@]}"
 
 echo
 say "ok: ${renders[*]}"

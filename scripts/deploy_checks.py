@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Palisade's own checks of rendered Kubernetes manifests, run by scripts/deploy-lint-k8s.sh.
 
-    deploy_checks.py manifests --palisade BIN [--jobs-supported] [--alerts FILE] MANIFEST...
+    deploy_checks.py manifests --palisade BIN [--alerts FILE] MANIFEST...
     deploy_checks.py crds MANIFEST...
 
 `manifests` checks what the generic validators cannot know about Palisade:
@@ -158,14 +158,10 @@ def check_deployment(c, obj, config):
     c.check("checksum/config" in annotations, f"{name_of(obj)}: no checksum/config annotation (config changes would not roll)")
 
 
-def validate_config(c, text, palisade, jobs_supported):
+def validate_config(c, text, palisade):
     config = tomllib.loads(text)
-    if ("jobs" in config or "databases" in config) and not jobs_supported:
-        print(f"  SKIPPED (binary lacks jobs): palisade validate of {c.source}'s config "
-              "([jobs]/[databases] need a binary with `palisade jobs`)")
-        return config
     # Palisade reads PALISADE_SECTION__FIELD overrides (and PALISADE_CONFIG) from its
-    # environment; the lint's own variables (PALISADE_BIN, ...) must not reach it.
+    # environment; the lint's own variables (LINT_PALISADE_BIN, ...) must not reach it.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PALISADE_")}
     for name in set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", text)):
         env.setdefault(name, DUMMY_ENV.get(name, "dummy-value-for-validate"))
@@ -196,7 +192,7 @@ def manifests(args):
         for cm in by_kind.get("ConfigMap", []):
             text = (cm.get("data") or {}).get("palisade.toml")
             if text is not None:
-                config = validate_config(c, text, args.palisade, args.jobs_supported)
+                config = validate_config(c, text, args.palisade)
         c.check(config is not None, "no ConfigMap with palisade.toml")
         config = config or {}
         jobs = config.get("jobs", {})
@@ -331,7 +327,6 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("manifests")
     m.add_argument("--palisade", required=True)
-    m.add_argument("--jobs-supported", action="store_true")
     m.add_argument("--alerts", default="deploy/prometheus/alerts.yaml")
     m.add_argument("files", nargs="+")
     c = sub.add_parser("crds")
