@@ -333,3 +333,67 @@ async fn two_gateways_run_an_overdue_job_exactly_once() {
     .await
     .expect("the runner writes an audit event with the rows deleted");
 }
+
+#[tokio::test]
+async fn a_run_killed_with_sigkill_loses_nothing_and_the_next_one_finishes() {
+    let db = pool().await;
+    let table = tokens(&db, 100_000, 100).await;
+    let job = unique("killed").replace('_', "-");
+    let config = config_for(
+        "127.0.0.1:9".parse().unwrap(),
+        &job_config(&job, &table, "cronjob"),
+    )
+    .replace("batch_size = 1000", "batch_size = 100");
+    let (dir, path) = write_config(&config);
+    let mut child = tokio::process::Command::new(bin())
+        .args(["jobs", "run", &job, "--config"])
+        .arg(&path)
+        .env("APP_DATABASE_URL", url())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("palisade jobs run starts");
+    let left = format!("SELECT count(*) FROM {table}");
+    for _ in 0..400 {
+        if count(&db, left.clone()).await < 97_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().await.expect("SIGKILL");
+    // The batch in flight rolls back (or commits) as the server sees the connection go.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_kill = count(&db, left.clone()).await;
+    assert!(
+        (100..97_000).contains(&after_kill),
+        "killed mid-run: {after_kill} rows left"
+    );
+    let recorded = format!("SELECT count(*) FROM palisade_job_runs WHERE job = '{job}'");
+    assert_eq!(
+        count(&db, recorded.clone()).await,
+        0,
+        "a killed run records nothing"
+    );
+
+    // Its advisory lock went with its connection: the next run takes it and finishes.
+    let mut result = palisade(&["jobs", "run", &job], &path);
+    for _ in 0..20 {
+        if !result.1.contains("skipped") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        result = palisade(&["jobs", "run", &job], &path);
+    }
+    let (code, out, err) = result;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("deleted {} rows from {table}", after_kill - 100)),
+        "the second run deletes exactly what the first left: {out}"
+    );
+    assert_eq!(
+        count(&db, left).await,
+        100,
+        "every expired row is gone, every fresh one stays"
+    );
+    assert_eq!(count(&db, recorded).await, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
