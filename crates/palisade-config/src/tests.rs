@@ -827,3 +827,58 @@ kind = "stuck_scan"
         ]
     );
 }
+
+#[test]
+fn schedules_that_never_fire_case_tricks_and_bare_parameters_are_refused() {
+    let text = format!(
+        "{MINIMAL}{}",
+        r#"
+[databases.app]
+url = "sqlite:///var/lib/app/app.db"
+protected_tables = ["audit_events"]
+
+[jobs.never]
+database = "app"
+schedule = "0 0 30 2 *"
+[[jobs.never.delete]]
+table = "Audit_Events"
+time_column = "created_at"
+older_than = "30d"
+[[jobs.never.delete]]
+table = "PALISADE_JOB_RUNS"
+time_column = "finished_at_ms"
+older_than = "30d"
+
+[jobs.scan]
+database = "app"
+schedule = "0 0 L * *"
+kind = "stuck_scan"
+query = "SELECT id FROM batches WHERE status = '?'"
+recover = "UPDATE batches SET status = 'completed' WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients WHERE batch_id = ?)"
+"#
+    );
+    let errors = errors(&text, &[]);
+    let fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(": ").nth(1).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "jobs.never.schedule",
+            "jobs.never.delete[0].table",
+            "jobs.never.delete[1].table",
+            "jobs.scan.schedule",
+            "jobs.scan.recover",
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors[3].contains("Kubernetes CronJob does not take"),
+        "{}",
+        errors[3]
+    );
+    assert!(errors[0].contains("never fires"), "{}", errors[0]);
+    assert!(errors[1].contains("is protected"), "{}", errors[1]);
+    assert!(errors[4].contains("bare \"?\""), "{}", errors[4]);
+}

@@ -60,7 +60,7 @@ const SQL_NAME_RULE: &str = "letters, digits and \"_\" (not starting with a digi
 /// A job's schedule: five cron fields (minute, hour, day of month, month, day of week) in UTC,
 /// or a nickname such as "@hourly", as a Kubernetes CronJob takes them.
 pub fn parse_schedule(schedule: &str) -> Result<Cron, String> {
-    CronParser::builder()
+    let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .build()
         .parse(schedule)
@@ -70,7 +70,42 @@ pub fn parse_schedule(schedule: &str) -> Result<Cron, String> {
                  minute hour day-of-month month day-of-week, e.g. \"0 */6 * * *\" for every \
                  6 hours, or \"@daily\""
             )
-        })
+        })?;
+    // croner's extensions (last day "L", nearest weekday "W", nth weekday "#") are not what a
+    // Kubernetes CronJob takes, and a job's schedule must mean the same to both runners.
+    let fields: Vec<String> = schedule.split_whitespace().map(str::to_uppercase).collect();
+    if fields.len() == 5 && (fields[2].contains(['L', 'W']) || fields[4].contains(['L', '#'])) {
+        return Err(format!(
+            "{schedule:?} uses a cron extension (L, W or #) that a Kubernetes CronJob does not \
+             take; give plain fields, e.g. \"0 0 1 * *\" for the first of the month"
+        ));
+    }
+    // "0 0 30 2 *" parses but never fires.
+    if cron
+        .find_next_occurrence(&chrono::Utc::now(), false)
+        .is_err()
+    {
+        return Err(format!(
+            "{schedule:?} never fires (no such date); check the day-of-month and month fields"
+        ));
+    }
+    Ok(cron)
+}
+
+/// Whether a statement has a `?` not followed by a digit outside quotes: SQLite numbers such
+/// parameters one after another, and only the first would get the id.
+fn unnumbered_parameter(statement: &str) -> bool {
+    let mut quoted = None;
+    let bytes = statement.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match (quoted, b) {
+            (None, b'\'' | b'"') => quoted = Some(b),
+            (Some(q), _) if b == q => quoted = None,
+            (None, b'?') if !bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 pub(crate) fn check(draft: &Draft, issues: &mut Vec<Issue>) {
@@ -192,6 +227,13 @@ fn check_job(draft: &Draft, job: &JobConfig, path: &FieldPath, issues: &mut Vec<
                      each stuck row",
                 ));
             }
+            if job.recover.as_deref().is_some_and(unnumbered_parameter) {
+                issues.push(Issue::new(
+                    path.key("recover"),
+                    "uses a bare \"?\" parameter; write the row's id as $1 (or ?1) wherever it \
+                     appears, since only one value is bound",
+                ));
+            }
             if job.recover.as_deref().is_some_and(|q| q.trim().is_empty()) {
                 issues.push(Issue::new(
                     path.key("recover"),
@@ -232,11 +274,16 @@ fn check_job(draft: &Draft, job: &JobConfig, path: &FieldPath, issues: &mut Vec<
                 ),
             )),
             Some(table) => {
+                // SQLite matches names without regard to case, even quoted: so do these checks.
+                let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
                 let is_protected = |p: &SqlName| {
-                    p.base() == table.base()
-                        && (p.schema().is_none() || table.schema().is_none() || p == &table)
+                    same(p.base(), table.base())
+                        && match (p.schema(), table.schema()) {
+                            (Some(a), Some(b)) => same(a, b),
+                            _ => true,
+                        }
                 };
-                if table.base() == JOB_RUNS_TABLE {
+                if same(table.base(), JOB_RUNS_TABLE) {
                     issues.push(Issue::new(
                         at.key("table"),
                         format!(

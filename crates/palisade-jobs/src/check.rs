@@ -37,7 +37,8 @@ pub async fn check_database(jobs: &Jobs) -> Vec<Finding> {
         match job.config.kind {
             JobKind::Retention => {
                 for (i, rule) in job.rules.iter().enumerate() {
-                    check_rule(&mut conn, rule, &format!("{at}.delete[{i}]"), &mut findings).await;
+                    let at = format!("{at}.delete[{i}]");
+                    check_rule(&mut conn, rule, &job.database_name, &at, &mut findings).await;
                 }
             }
             JobKind::StuckScan => check_scan(&mut conn, job, &at, &mut findings).await,
@@ -46,16 +47,29 @@ pub async fn check_database(jobs: &Jobs) -> Vec<Finding> {
     findings
 }
 
-async fn check_rule(conn: &mut Conn, rule: &Rule, at: &str, findings: &mut Vec<Finding>) {
-    let mut error = |field: &str, message: String| {
+async fn check_rule(
+    conn: &mut Conn,
+    rule: &Rule,
+    database: &str,
+    at: &str,
+    findings: &mut Vec<Finding>,
+) {
+    // A field of the rule ("table"), or a whole path ("databases.app").
+    let mut note = |field: &str, message: String, error: bool| {
+        let field = if field.starts_with("databases.") {
+            field.to_owned()
+        } else {
+            format!("{at}.{field}")
+        };
         findings.push(Finding {
-            field: format!("{at}.{field}"),
+            field,
             message,
-            error: true,
+            error,
         })
     };
     let table = rule.table.to_string();
     let column = rule.column.base();
+    let postgres = conn.pg().is_some();
     let found = if let Some(pg) = conn.pg() {
         pg_column(pg, &table, column).await
     } else if let Some(lite) = conn.lite() {
@@ -65,42 +79,138 @@ async fn check_rule(conn: &mut Conn, rule: &Rule, at: &str, findings: &mut Vec<F
     };
     let (exists, column_type, indexed) = match found {
         Ok(found) => found,
-        Err(e) => return error("table", format!("cannot read the catalogue: {e}")),
+        Err(e) => return note("table", format!("cannot read the catalogue: {e}"), true),
     };
     if !exists {
-        return error(
+        return note(
             "table",
             format!("no table {table} in the database (names are case-sensitive once quoted)"),
+            true,
         );
+    }
+    if let Err(error) = conn.check_deletable(&rule.table).await {
+        return note("table", error.to_string(), true);
     }
     let Some(column_type) = column_type else {
-        return error("time_column", format!("no column \"{column}\" in {table}"));
-    };
-    let lower = column_type.to_lowercase();
-    if !(lower.contains("time")
-        || lower.contains("date")
-        || lower.contains("int")
-        || lower.is_empty()
-        || lower == "text")
-    {
-        return error(
+        return note(
             "time_column",
-            format!(
-                "\"{column}\" is {column_type}; a time column must be a timestamp (or, in SQLite, ISO-8601 text or Unix seconds)"
-            ),
+            format!("no column \"{column}\" in {table}"),
+            true,
         );
+    };
+    if postgres {
+        match column_type.as_str() {
+            "timestamp with time zone" | "date" => {}
+            "timestamp without time zone" => note(
+                "time_column",
+                format!(
+                    "\"{column}\" is a timestamp without time zone, which Palisade compares as \
+                     UTC; if the app writes local times into it, rows go early or late by the \
+                     offset (timestamptz avoids this)"
+                ),
+                false,
+            ),
+            other => note(
+                "time_column",
+                format!(
+                    "\"{column}\" is {other}; a time column must be a timestamp, timestamptz or date"
+                ),
+                true,
+            ),
+        }
+        if let Some(pg) = conn.pg() {
+            match pg_privileges(pg, &table).await {
+                Ok((on_table, on_record)) => {
+                    for message in on_table {
+                        note("table", message, true);
+                    }
+                    for message in on_record {
+                        note(&format!("databases.{database}"), message, true);
+                    }
+                }
+                Err(e) => note("table", format!("cannot read the privileges: {e}"), true),
+            }
+        }
     }
     if !indexed {
-        findings.push(Finding {
-            field: format!("{at}.time_column"),
-            message: format!(
+        note(
+            "time_column",
+            format!(
                 "no index starts with \"{column}\": each batch scans {table}; add one, e.g. \
                  CREATE INDEX \"{}_{column}\" ON {table} (\"{column}\")",
                 rule.table.base()
             ),
-            error: false,
-        });
+            false,
+        );
     }
+}
+
+/// What the connecting user lacks for a retention run on PostgreSQL: `SELECT`, `UPDATE` (the
+/// batches lock their rows `FOR UPDATE`) and `DELETE` on the table; and for the run record,
+/// which it must be able to create, or write when it exists.
+async fn pg_privileges(
+    pg: &mut sqlx::PgConnection,
+    table: &str,
+) -> Result<(Vec<String>, Vec<String>), sqlx::Error> {
+    let mut missing = Vec::new();
+    for privilege in ["SELECT", "UPDATE", "DELETE"] {
+        let held: bool = sqlx::query_scalar("SELECT has_table_privilege(to_regclass($1), $2)")
+            .bind(table)
+            .bind(privilege)
+            .fetch_one(&mut *pg)
+            .await?;
+        if !held {
+            missing.push(format!(
+                "the database user lacks {privilege} on {table} (the batches select, lock FOR \
+                 UPDATE and delete rows)"
+            ));
+        }
+    }
+    let on_table = std::mem::take(&mut missing);
+    let record: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('palisade_job_runs')::text")
+            .fetch_one(&mut *pg)
+            .await?;
+    if record.is_none() {
+        let can_create: bool =
+            sqlx::query_scalar("SELECT has_schema_privilege(current_schema(), 'CREATE')")
+                .fetch_one(&mut *pg)
+                .await?;
+        if !can_create {
+            missing.push(
+                "palisade_job_runs does not exist and the database user cannot create it; \
+                 create it ahead of time (docs/jobs.md, \"The run record\")"
+                    .to_owned(),
+            );
+        }
+    } else {
+        for privilege in ["SELECT", "INSERT", "DELETE"] {
+            let held: bool =
+                sqlx::query_scalar("SELECT has_table_privilege('palisade_job_runs', $1)")
+                    .bind(privilege)
+                    .fetch_one(&mut *pg)
+                    .await?;
+            if !held {
+                missing.push(format!(
+                    "the database user lacks {privilege} on palisade_job_runs, the run record"
+                ));
+            }
+        }
+        let sequence: bool = sqlx::query_scalar(
+            "SELECT to_regclass('palisade_job_runs_id_seq') IS NULL \
+             OR has_sequence_privilege('palisade_job_runs_id_seq', 'USAGE')",
+        )
+        .fetch_one(&mut *pg)
+        .await?;
+        if !sequence {
+            missing.push(
+                "the database user lacks USAGE on palisade_job_runs_id_seq (recording a run \
+                 takes the next id)"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok((on_table, missing))
 }
 
 /// (table exists, the column's type if it exists, an index starts with the column).

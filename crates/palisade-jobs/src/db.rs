@@ -25,6 +25,7 @@ pub enum Database {
     },
     Sqlite {
         pool: SqlitePool,
+        options: Box<SqliteConnectOptions>,
         /// The database file, for the job locks beside it; `None` for an in-memory database.
         file: Option<PathBuf>,
     },
@@ -45,10 +46,14 @@ impl Database {
                 .busy_timeout(Duration::from_secs(5));
             let file = (!url.contains(":memory:")).then(|| options.get_filename().to_owned());
             let pool = SqlitePoolOptions::new()
-                .max_connections(config.max_connections + 1)
+                .max_connections(config.max_connections)
                 .acquire_timeout(connect_timeout)
-                .connect_lazy_with(options);
-            Ok(Database::Sqlite { pool, file })
+                .connect_lazy_with(options.clone());
+            Ok(Database::Sqlite {
+                pool,
+                options: Box::new(options),
+                file,
+            })
         } else {
             let options = PgConnectOptions::from_str(url)
                 .map_err(invalid)?
@@ -66,9 +71,9 @@ impl Database {
         }
     }
 
-    /// A connection for one run. On PostgreSQL it is a connection of its own, not a pooled one,
-    /// so the job's advisory lock lives and dies with it: a run that is killed closes it and
-    /// frees the lock.
+    /// A connection of the run's own, not a pooled one: on PostgreSQL the job's advisory lock
+    /// lives and dies with it (a run that is killed closes it and frees the lock), and runs
+    /// never wait for the status pool. An in-memory SQLite database exists only in the pool.
     pub(crate) async fn connect(&self) -> Result<Conn, JobError> {
         match self {
             Database::Postgres {
@@ -82,7 +87,12 @@ impl Database {
                         .map_err(|_| JobError::ConnectTimeout(*connect_timeout))??;
                 Ok(Conn::Pg(conn))
             }
-            Database::Sqlite { pool, .. } => Ok(Conn::Lite(pool.acquire().await?)),
+            Database::Sqlite {
+                pool, file: None, ..
+            } => Ok(Conn::LitePooled(pool.acquire().await?)),
+            Database::Sqlite { options, .. } => Ok(Conn::Lite(
+                sqlx::SqliteConnection::connect_with(options).await?,
+            )),
         }
     }
 
@@ -90,7 +100,7 @@ impl Database {
     pub(crate) async fn pooled(&self) -> Result<Conn, JobError> {
         Ok(match self {
             Database::Postgres { pool, .. } => Conn::PgPooled(pool.acquire().await?),
-            Database::Sqlite { pool, .. } => Conn::Lite(pool.acquire().await?),
+            Database::Sqlite { pool, .. } => Conn::LitePooled(pool.acquire().await?),
         })
     }
 
@@ -103,11 +113,12 @@ impl Database {
     }
 }
 
-/// An open connection to either database.
+/// An open connection to either database: a run's own, or one from the status pool.
 pub(crate) enum Conn {
     Pg(PgConnection),
     PgPooled(PoolConnection<sqlx::Postgres>),
-    Lite(PoolConnection<Sqlite>),
+    Lite(sqlx::SqliteConnection),
+    LitePooled(PoolConnection<Sqlite>),
 }
 
 /// An id the stuck scan found: the first column of its query, bound back as `$1`.
@@ -137,7 +148,8 @@ macro_rules! on_conn {
                 let $pg: &mut PgConnection = &mut *pooled;
                 $pg_body
             }
-            Conn::Lite(pooled) => {
+            Conn::Lite($lite) => $lite_body,
+            Conn::LitePooled(pooled) => {
                 let $lite: &mut sqlx::SqliteConnection = &mut *pooled;
                 $lite_body
             }
@@ -154,7 +166,9 @@ impl Conn {
                 .bind(key)
                 .fetch_one(pg)
                 .await?),
-            _ => Ok(true),
+            // A pooled connection would keep the lock after the run: never lock on one.
+            Conn::PgPooled(_) => Ok(false),
+            Conn::Lite(_) | Conn::LitePooled(_) => Ok(true),
         }
     }
 
@@ -170,8 +184,10 @@ impl Conn {
 
     /// Closes a connection of its own cleanly (pooled ones go back to the pool).
     pub(crate) async fn close(self) {
-        if let Conn::Pg(pg) = self {
-            let _ = pg.close().await;
+        match self {
+            Conn::Pg(pg) => drop(pg.close().await),
+            Conn::Lite(lite) => drop(lite.close().await),
+            Conn::PgPooled(_) | Conn::LitePooled(_) => {}
         }
     }
 
@@ -222,6 +238,46 @@ impl Conn {
         )
     }
 
+    /// Refuses a table the batched delete cannot handle: on PostgreSQL a partitioned table or
+    /// one with inheritance children (a `ctid` is unique only within one physical table, so a
+    /// delete through the parent could match rows of another partition); on SQLite a table
+    /// `WITHOUT ROWID`. A missing table is left to the statements to report.
+    pub(crate) async fn check_deletable(&mut self, table: &SqlName) -> Result<(), JobError> {
+        let refusal = on_conn!(self,
+            pg pg => {
+                let found: Option<(String, bool)> = sqlx::query_as(
+                    "SELECT c.relkind::text, EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) \
+                     FROM pg_class c WHERE c.oid = to_regclass($1)",
+                )
+                .bind(table.to_string())
+                .fetch_optional(pg)
+                .await?;
+                match found {
+                    Some((kind, _)) if kind == "p" => Some("is partitioned: name its partitions instead (or drop old partitions)"),
+                    Some((_, true)) => Some("has inheritance children: name each table instead"),
+                    _ => None,
+                }
+            },
+            lite lite => {
+                let sql: Option<String> = sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+                )
+                .bind(table.base().to_owned())
+                .fetch_optional(lite)
+                .await?;
+                sql.filter(|sql| sql.to_uppercase().contains("WITHOUT ROWID"))
+                    .map(|_| "is a WITHOUT ROWID table, which the batched delete cannot address")
+            }
+        );
+        match refusal {
+            Some(reason) => Err(JobError::Table {
+                table: table.to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// How many rows a retention rule would delete now.
     pub(crate) async fn count_older(
         &mut self,
@@ -252,7 +308,7 @@ impl Conn {
         limit: u32,
     ) -> Result<Vec<RowId>, JobError> {
         let sql = format!(
-            "SELECT * FROM ({}) AS palisade_stuck LIMIT {limit}",
+            "SELECT * FROM ({}\n) AS palisade_stuck LIMIT {limit}",
             query.trim().trim_end_matches(';')
         );
         on_conn!(self,
@@ -313,14 +369,15 @@ impl Conn {
         match self {
             Conn::Pg(pg) => Some(pg),
             Conn::PgPooled(pooled) => Some(&mut *pooled),
-            Conn::Lite(_) => None,
+            Conn::Lite(_) | Conn::LitePooled(_) => None,
         }
     }
 
     pub(crate) fn lite(&mut self) -> Option<&mut sqlx::SqliteConnection> {
         match self {
-            Conn::Lite(pooled) => Some(&mut *pooled),
-            _ => None,
+            Conn::Lite(lite) => Some(lite),
+            Conn::LitePooled(pooled) => Some(&mut *pooled),
+            Conn::Pg(_) | Conn::PgPooled(_) => None,
         }
     }
 }
@@ -333,11 +390,13 @@ pub(crate) fn trusted(sql: impl Into<String>) -> sqlx::AssertSqlSafe<String> {
 }
 
 /// SQLite keeps times as ISO-8601 text or as Unix seconds, and compares text and numbers by
-/// type before value: each form is compared only with a cutoff of its own form.
+/// type before value: each form is compared only with a cutoff of its own form, and a value in
+/// neither form (digits stored as text, a Julian day, Unix milliseconds) never matches.
 fn sqlite_older(column: &SqlName) -> String {
     format!(
-        "(({column} < ?1 AND typeof({column}) = 'text') OR \
-         ({column} < ?2 AND typeof({column}) IN ('integer', 'real')))"
+        "(({column} < ?1 AND typeof({column}) = 'text' \
+           AND {column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][ T][0-9][0-9]:*') OR \
+         ({column} < ?2 AND {column} >= 100000000 AND typeof({column}) IN ('integer', 'real')))"
     )
 }
 

@@ -51,10 +51,12 @@ pub enum JobError {
         error: std::io::Error,
     },
     #[error(
-        "the stuck-scan query's first column must be an integer or text id; cast it, e.g. \
-         SELECT id::text"
+        "the stuck-scan query's first column must be a non-NULL integer or text id; cast \
+         others, e.g. SELECT id::text, and cast back in recover, e.g. WHERE id = $1::uuid"
     )]
     IdType,
+    #[error("table {table} {reason}")]
+    Table { table: String, reason: &'static str },
     #[error(
         "stopped after {timeout:?} (the job's timeout), {batches} batches in; what they deleted \
          stays deleted and the next run goes on"
@@ -87,20 +89,29 @@ impl Schedule {
         self.cron.find_next_occurrence(&after, false).ok()
     }
 
-    /// The longest gap between two of the next eight firings, in seconds: what "has not run
-    /// for two schedules" is measured in (a weekdays-only job has a weekend gap).
+    /// The last time before `before` the schedule fired.
+    pub fn previous_before(&self, before: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_previous_occurrence(&before, false).ok()
+    }
+
+    /// The longest gap between two firings over the next eight days (at most 3000 firings), in
+    /// seconds: what "has not run for two schedules" is measured in. A weekdays-only job has a
+    /// weekend gap, a 09:00 to 17:00 job a night.
     pub fn interval_secs(&self) -> f64 {
-        let mut at = Utc::now();
+        let start = Utc::now();
+        let horizon = start + chrono::Duration::days(8);
         let mut longest = 0.0_f64;
-        let Some(mut previous) = self.next_after(at) else {
+        let Some(mut previous) = self.next_after(start) else {
             return 0.0;
         };
-        for _ in 0..8 {
-            at = previous;
-            let Some(next) = self.next_after(at) else {
+        for _ in 0..3000 {
+            let Some(next) = self.next_after(previous) else {
                 break;
             };
             longest = longest.max((next - previous).as_seconds_f64());
+            if next > horizon {
+                break;
+            }
             previous = next;
         }
         longest
@@ -200,5 +211,28 @@ impl Jobs {
     /// The configured job names, for "no such job" messages.
     pub fn names(&self) -> Vec<&str> {
         self.jobs.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(pattern: &str) -> Schedule {
+        Schedule {
+            cron: parse_schedule(pattern).unwrap(),
+            pattern: pattern.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_interval_is_the_longest_gap_of_the_coming_week() {
+        assert_eq!(schedule("0 */6 * * *").interval_secs(), 6.0 * 3600.0);
+        assert_eq!(schedule("*/5 * * * *").interval_secs(), 300.0);
+        // Weekdays only: the weekend, Friday to Monday.
+        assert_eq!(schedule("0 0 * * 1-5").interval_secs(), 3.0 * 86_400.0);
+        // Office hours: the night, 17:00 to 09:00, whatever the time now.
+        assert_eq!(schedule("0 9-17 * * *").interval_secs(), 16.0 * 3600.0);
+        assert!(schedule("0 0 1 * *").interval_secs() >= 28.0 * 86_400.0);
     }
 }

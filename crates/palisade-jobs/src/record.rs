@@ -30,10 +30,20 @@ pub struct RecordedRun {
     pub detail: serde_json::Value,
 }
 
-/// Creates the table if it is missing. Concurrent creators (two jobs starting together) are
-/// serialized by a transaction-scoped advisory lock on PostgreSQL; SQLite serializes writers.
+/// Creates the table if it is missing, and only then: a database user without `CREATE` works
+/// with a table made ahead of time (docs/jobs.md). Concurrent creators (two jobs starting
+/// together) are serialized by a transaction-scoped advisory lock on PostgreSQL; SQLite
+/// serializes writers.
 pub(crate) async fn ensure_table(conn: &mut Conn) -> Result<(), JobError> {
     if let Some(pg) = conn.pg() {
+        let exists: bool = sqlx::query_scalar(trusted(format!(
+            "SELECT to_regclass('{JOB_RUNS_TABLE}') IS NOT NULL"
+        )))
+        .fetch_one(&mut *pg)
+        .await?;
+        if exists {
+            return Ok(());
+        }
         let mut tx = sqlx::Connection::begin(&mut *pg).await?;
         sqlx::query("SELECT pg_advisory_xact_lock(7306010497561227875)")
             .execute(&mut *tx)
@@ -54,6 +64,16 @@ pub(crate) async fn ensure_table(conn: &mut Conn) -> Result<(), JobError> {
         .await?;
         tx.commit().await?;
         return Ok(());
+    }
+    if let Some(lite) = conn.lite() {
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'palisade_job_runs'",
+        )
+        .fetch_one(&mut *lite)
+        .await?;
+        if tables > 0 {
+            return Ok(());
+        }
     }
     conn.execute(&format!(
         "CREATE TABLE IF NOT EXISTS {JOB_RUNS_TABLE} (\
@@ -108,6 +128,30 @@ pub(crate) async fn insert(conn: &mut Conn, job: &str, run: &RecordedRun) -> Res
         write_run!(lite);
     }
     Ok(())
+}
+
+/// When the last successful run of `job` started (Unix ms), if there is one.
+pub(crate) async fn last_success_start(
+    conn: &mut Conn,
+    job: &str,
+) -> Result<Option<i64>, JobError> {
+    let sql = format!(
+        "SELECT max(started_at_ms) FROM {JOB_RUNS_TABLE} WHERE job = $1 AND outcome = 'success'"
+    );
+    let started: Option<i64> = if let Some(pg) = conn.pg() {
+        sqlx::query_scalar(trusted(&sql))
+            .bind(job)
+            .fetch_one(&mut *pg)
+            .await?
+    } else if let Some(lite) = conn.lite() {
+        sqlx::query_scalar(trusted(&sql))
+            .bind(job)
+            .fetch_one(&mut *lite)
+            .await?
+    } else {
+        None
+    };
+    Ok(started)
 }
 
 /// The runs of `job` recorded after run `after` (0 for all), oldest first, at most 100.

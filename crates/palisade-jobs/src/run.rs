@@ -26,10 +26,11 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Identifies this process in the run record (see [`crate::runner_id`]).
     pub runner: String,
-    /// Skip the run when a successful one ended less than this long ago: replicas that wake
-    /// for the same firing run it once, even when the first run ends before the next replica
-    /// asks for the lock. `None` (a run asked for by hand) always runs.
-    pub skip_if_succeeded_within: Option<Duration>,
+    /// Skip the run when a successful one started at or after this time: replicas that wake
+    /// for the same firing (this time is the firing's, less a few seconds for clock skew) run
+    /// it once, even when the first run ends before the next replica asks for the lock.
+    /// `None` (a run asked for by hand) always runs.
+    pub skip_if_ran_since: Option<SystemTime>,
 }
 
 /// How a run ended.
@@ -238,18 +239,25 @@ async fn attempt(
     // The record must be writable before anything is deleted.
     let mut result = record::ensure_table(&mut conn).await;
     if result.is_ok()
-        && let Some(window) = options.skip_if_succeeded_within
+        && let Some(since) = options.skip_if_ran_since
     {
-        match record::last(&mut conn, &job.name).await {
-            Ok((_, Some(success_ms)))
-                if unix_ms(SystemTime::now()) - success_ms < window.as_millis() as i64 =>
-            {
+        match record::last_success_start(&mut conn, &job.name).await {
+            Ok(Some(started_ms)) if started_ms >= unix_ms(since) => {
+                tracing::debug!(job = %job.name, "this firing already ran elsewhere");
                 lease::release(lease, &mut conn).await;
                 conn.close().await;
                 return Ok(false);
             }
             Ok(_) => {}
             Err(error) => result = Err(error),
+        }
+    }
+    if result.is_ok() && job.config.kind == JobKind::Retention {
+        for rule in &job.rules {
+            if let Err(error) = conn.check_deletable(&rule.table).await {
+                result = Err(error);
+                break;
+            }
         }
     }
     if result.is_ok() {

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
 use palisade_config::JobRunner;
 use palisade_telemetry::metrics::JobMetrics;
 use palisade_telemetry::{AuditSink, Metrics};
@@ -64,9 +66,7 @@ impl Scheduler {
                         dry_run: false,
                         cancel: cancel.clone(),
                         runner: runner.clone(),
-                        skip_if_succeeded_within: Some(Duration::from_secs_f64(
-                            job.schedule.interval_secs() / 2.0,
-                        )),
+                        skip_if_ran_since: None,
                     },
                 )));
             }
@@ -78,14 +78,16 @@ impl Scheduler {
         Scheduler { cancel, tasks }
     }
 
-    /// Stops the tasks. A run in progress stops after its current batch (what it deleted
-    /// stays deleted) and is recorded as stopped; past `grace` it is cut off, its open batch
-    /// rolled back by the database.
+    /// Stops the tasks, all within `grace`. A run in progress stops after its current batch
+    /// (what it deleted stays deleted) and is recorded as a failure that says so; a batch that
+    /// would outlast `grace` is cut off, rolled back by the database, and nothing is recorded.
+    /// Either way the next run goes on from there.
     pub async fn stop(self, grace: Duration) {
         self.cancel.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
         for task in self.tasks {
             let abort = task.abort_handle();
-            if tokio::time::timeout(grace, task).await.is_err() {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
             }
         }
@@ -93,9 +95,14 @@ impl Scheduler {
 }
 
 async fn scheduled(job: Job, metrics: JobMetrics, audit: AuditSink, options: RunOptions) {
-    let mut due = overdue(&job).await;
+    // The firing to run now: a missed one at start-up, then each one as it comes.
+    let mut firing = overdue(&job).await;
     loop {
-        if due {
+        if let Some(at) = firing {
+            let options = RunOptions {
+                skip_if_ran_since: Some(SystemTime::from(at) - CLOCK_SKEW),
+                ..options.clone()
+            };
             let report = run(&job, &options).await;
             report.log();
             report.count(&metrics);
@@ -106,7 +113,6 @@ async fn scheduled(job: Job, metrics: JobMetrics, audit: AuditSink, options: Run
                 return;
             }
         }
-        due = true;
         let now = Utc::now();
         let Some(next) = job.schedule.next_after(now) else {
             tracing::warn!(job = %job.name, schedule = job.schedule.pattern(), "the schedule never fires again");
@@ -117,23 +123,38 @@ async fn scheduled(job: Job, metrics: JobMetrics, audit: AuditSink, options: Run
             () = tokio::time::sleep(wait) => {}
             () = options.cancel.cancelled() => return,
         }
+        firing = Some(next);
     }
 }
 
-/// Whether a job missed its schedule while no gateway ran it: no successful run recorded, or
-/// the last one longer ago than the schedule's interval. Such a job runs at start-up instead
-/// of waiting for its next firing (one replica does; the others find the lock held). When the
-/// record cannot be read, the schedule decides.
-async fn overdue(job: &Job) -> bool {
-    match crate::run::last_run(job).await {
-        Ok((_, None)) => true,
-        Ok((_, Some(success_ms))) => {
-            let age = Utc::now().timestamp_millis() - success_ms;
-            age as f64 / 1000.0 > job.schedule.interval_secs()
-        }
+/// How far replicas' clocks may disagree: a run that started this long before a firing, by
+/// another replica's clock, still counts as that firing's.
+const CLOCK_SKEW: Duration = Duration::from_secs(5);
+
+/// The firing a job missed while no gateway ran it, if any: the schedule's last firing before
+/// now, when no successful run started after it (none ever did, or no replica was up then).
+/// It runs at start-up instead of waiting for the next firing; one replica does, the others
+/// find it done. When the record cannot be read, the schedule decides.
+async fn overdue(job: &Job) -> Option<DateTime<Utc>> {
+    let previous = job.schedule.previous_before(Utc::now())?;
+    let mut conn = match job.database.pooled().await {
+        Ok(conn) => conn,
         Err(error) => {
             tracing::warn!(job = %job.name, %error, "cannot read the job's run record; it runs at its next scheduled time");
-            false
+            return None;
+        }
+    };
+    match record::last_success_start(&mut conn, &job.name).await {
+        Ok(Some(started_ms))
+            if started_ms >= previous.timestamp_millis() - CLOCK_SKEW.as_millis() as i64 =>
+        {
+            None
+        }
+        Ok(_) => Some(previous),
+        Err(error) if record::is_missing_table(&error) => Some(previous),
+        Err(error) => {
+            tracing::warn!(job = %job.name, %error, "cannot read the job's run record; it runs at its next scheduled time");
+            None
         }
     }
 }

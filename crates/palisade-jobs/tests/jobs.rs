@@ -550,3 +550,170 @@ async fn postgres_check_db_names_missing_tables_columns_and_indexes() {
 async fn sqlite_check_db_names_missing_tables_columns_and_indexes() {
     check_db_names_missing_tables_columns_and_indexes(Db::Sqlite).await;
 }
+
+#[tokio::test]
+async fn postgres_partitioned_tables_are_refused_before_anything_is_deleted() {
+    let t = open(Db::Postgres).await;
+    let table = unique("partitioned");
+    t.exec(&format!(
+        "CREATE TABLE {table} (id BIGINT, expires_at TIMESTAMPTZ) PARTITION BY RANGE (expires_at)"
+    ))
+    .await;
+    t.exec(&format!("CREATE TABLE {table}_old PARTITION OF {table} FOR VALUES FROM ('2000-01-01') TO ('2026-01-01')")).await;
+    t.exec(&format!("CREATE TABLE {table}_new PARTITION OF {table} FOR VALUES FROM ('2026-01-01') TO ('2100-01-01')")).await;
+    // One old and one fresh row, both at ctid (0,1) of their partitions.
+    t.exec(&format!(
+        "INSERT INTO {table} VALUES (1, '2020-01-01'), (2, now())"
+    ))
+    .await;
+    let job = unique("partitioned");
+    let jobs = t.jobs(&cleanup(&job, &table, 100));
+    let report = run(jobs.get(&job).unwrap(), &options()).await;
+    let Outcome::Failure(error) = &report.outcome else {
+        panic!("a partitioned table must be refused: {report:?}");
+    };
+    assert!(error.contains("is partitioned"), "{error}");
+    assert_eq!(t.count(&format!("SELECT count(*) FROM {table}")).await, 2);
+    let findings = check_database(&jobs).await;
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.error && f.message.contains("is partitioned")),
+        "{findings:?}"
+    );
+    // Its partitions, named one by one, are plain tables: the old row goes, the fresh stays.
+    let jobs = t.jobs(&cleanup(&job, &format!("{table}_old"), 100));
+    let report = run(jobs.get(&job).unwrap(), &options()).await;
+    assert_eq!(
+        (report.outcome.clone(), report.rows_deleted()),
+        (Outcome::Success, 1)
+    );
+    assert_eq!(t.count(&format!("SELECT count(*) FROM {table}")).await, 1);
+}
+
+#[tokio::test]
+async fn sqlite_deletes_only_times_it_can_read() {
+    let t = open(Db::Sqlite).await;
+    let table = unique("mixed");
+    t.exec(&format!("CREATE TABLE {table} (note TEXT, expires_at)"))
+        .await;
+    let old_unix = chrono::Utc::now().timestamp() - 40 * 86_400;
+    let fresh_unix = chrono::Utc::now().timestamp() - 3_600;
+    for (note, value) in [
+        ("old iso space", "datetime('now', '-40 days')".to_owned()),
+        (
+            "old iso T Z",
+            "strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-40 days')".to_owned(),
+        ),
+        ("old unix seconds", old_unix.to_string()),
+        ("fresh iso", "datetime('now', '-1 hour')".to_owned()),
+        ("fresh unix seconds", fresh_unix.to_string()),
+        ("fresh digits as text", format!("'{fresh_unix}'")),
+        ("fresh unix millis", (fresh_unix * 1000).to_string()),
+        ("fresh julian day", "julianday('now')".to_owned()),
+        ("null", "NULL".to_owned()),
+        ("garbage", "'not a time'".to_owned()),
+    ] {
+        t.exec(&format!("INSERT INTO {table} VALUES ('{note}', {value})"))
+            .await;
+    }
+    let job = unique("mixed");
+    let jobs = t.jobs(&cleanup(&job, &table, 100));
+    let report = run(jobs.get(&job).unwrap(), &options()).await;
+    assert_eq!(
+        (report.outcome.clone(), report.rows_deleted()),
+        (Outcome::Success, 3)
+    );
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM {table} WHERE note LIKE 'old%'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(t.count(&format!("SELECT count(*) FROM {table}")).await, 7);
+}
+
+#[tokio::test]
+async fn a_run_skips_a_firing_that_already_ran_and_runs_the_next() {
+    let t = open(Db::Postgres).await;
+    let table = t.tokens(10, 0).await;
+    let job = unique("firing");
+    let jobs = t.jobs(&cleanup(&job, &table, 100));
+    let job = jobs.get(&job).unwrap();
+    let firing = std::time::SystemTime::now() - Duration::from_secs(1);
+    let first = run(
+        job,
+        &RunOptions {
+            skip_if_ran_since: Some(firing),
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(
+        (first.outcome.clone(), first.rows_deleted()),
+        (Outcome::Success, 10)
+    );
+    // A replica waking late for the same firing finds it done.
+    let late = run(
+        job,
+        &RunOptions {
+            skip_if_ran_since: Some(firing),
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(late.outcome, Outcome::Skipped);
+    // The next firing runs, even right after the last run.
+    let next = run(
+        job,
+        &RunOptions {
+            skip_if_ran_since: Some(std::time::SystemTime::now()),
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(next.outcome, Outcome::Success);
+    // By hand, it always runs.
+    assert_eq!(run(job, &options()).await.outcome, Outcome::Success);
+}
+
+#[tokio::test]
+async fn postgres_check_db_names_missing_privileges() {
+    let t = open(Db::Postgres).await;
+    let table = t.tokens(1, 1).await;
+    let role = unique("cleaner");
+    t.exec(&format!("CREATE ROLE {role} LOGIN")).await;
+    t.exec(&format!("GRANT SELECT, DELETE ON {table} TO {role}"))
+        .await;
+    let url = t
+        .url
+        .replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let text = format!(
+        "[[routes]]\nname = \"all\"\npath = \"/\"\nupstream = \"app\"\n[upstreams.app]\nendpoints = [\"127.0.0.1:9\"]\n\
+         [databases.app]\nurl = \"{url}\"\n{}",
+        cleanup("privileges", &table, 100)
+    );
+    let loaded = palisade_config::load_str("test.toml", &text, &[]).unwrap();
+    let jobs = Jobs::build(&loaded.config).unwrap();
+    let findings = check_database(&jobs).await;
+    t.exec(&format!("DROP OWNED BY {role}")).await;
+    t.exec(&format!("DROP ROLE {role}")).await;
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.error && f.message.contains(&format!("lacks UPDATE on \"{table}\""))),
+        "{findings:#?}"
+    );
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.message.contains(&format!("lacks DELETE on \"{table}\"")))
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.field == "databases.app" && f.message.contains("palisade_job_runs")),
+        "the run record's privileges are the database's: {findings:#?}"
+    );
+}

@@ -152,11 +152,12 @@ impl JobMetrics {
             .set(i64::try_from(still_stuck).unwrap_or(i64::MAX));
     }
 
-    /// Sets the Unix time the last successful run ended.
+    /// Moves the Unix time the last successful run ended forward to `unix_secs` (a run read
+    /// late from the record never moves it back).
     pub fn last_success(&self, unix_secs: f64) {
-        self.families
-            .last_success
-            .get_or_create(&self.label())
-            .set(unix_secs);
+        let gauge = self.families.last_success.get_or_create(&self.label());
+        if unix_secs > gauge.get() {
+            gauge.set(unix_secs);
+        }
     }
 }
