@@ -47,6 +47,14 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler with nothing to do, to stand in while one is replaced.
+    pub fn idle() -> Scheduler {
+        Scheduler {
+            cancel: CancellationToken::new(),
+            tasks: Vec::new(),
+        }
+    }
+
     /// Starts the jobs' tasks. With no jobs it starts nothing.
     pub fn start(jobs: &Jobs, metrics: &Metrics, audit: &AuditSink) -> Scheduler {
         let cancel = CancellationToken::new();

@@ -49,6 +49,8 @@ const APPLIED_ON_RELOAD: &[&str] = &[
     "log.access_log",
     "ops.ready_check_interval",
     "lifecycle.drain_delay",
+    "databases",
+    "jobs",
 ];
 
 /// What `/health` says about the config the process runs.
@@ -176,7 +178,7 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     }));
     let proxy = Proxy::new(snapshot, metrics.clone(), retained);
     // Maintenance jobs connect on first use: a database that is down fails runs, not start-up.
-    let scheduler = match palisade_jobs::Jobs::build(&loaded.config) {
+    let mut scheduler = match palisade_jobs::Jobs::build(&loaded.config) {
         Ok(jobs) => palisade_jobs::Scheduler::start(&jobs, &metrics, &audit),
         Err(error) => {
             tracing::error!(%error, "the jobs' databases cannot be used");
@@ -287,7 +289,15 @@ async fn serve(args: ConfigArg, loaded: LoadedConfig, started: Instant) -> ExitC
     let reason = loop {
         match signals.next().await {
             Request::Shutdown(name) => break name,
-            Request::Reload => reloader.reload(&mut current),
+            Request::Reload => {
+                if let Some(jobs) = reloader.reload(&mut current) {
+                    // Jobs changed: the old scheduler stops (a run in progress ends after its
+                    // batch) before the new one starts, so no firing is run twice.
+                    let old = std::mem::replace(&mut scheduler, palisade_jobs::Scheduler::idle());
+                    old.stop(Duration::from_secs(2)).await;
+                    scheduler = palisade_jobs::Scheduler::start(&jobs, &metrics, &audit);
+                }
+            }
         }
     };
 
@@ -380,16 +390,25 @@ struct Reloader<'a> {
 impl Reloader<'_> {
     /// Loads the config again and swaps it in (as `current` too) only if it is valid and can be
     /// applied; otherwise the old one keeps serving. Settings that need a restart are named in
-    /// the log line, the audit event and `/health`.
-    fn reload(&self, current: &mut LoadedConfig) {
+    /// the log line, the audit event and `/health`. Returns the new jobs when the reload
+    /// changed `[databases]` or `[jobs]`, for the caller to reschedule.
+    fn reload(&self, current: &mut LoadedConfig) -> Option<palisade_jobs::Jobs> {
+        let jobs_changed = |loaded: &LoadedConfig| {
+            loaded.config.jobs != current.config.jobs
+                || loaded.config.databases != current.config.databases
+        };
         let result = cli::load(self.args)
             .map_err(|e| e.to_string())
             .and_then(|loaded| {
                 let snapshot = Snapshot::build(&loaded, self.metrics, self.proxy.retained())
                     .map_err(|e| e.to_string())?;
-                Ok((loaded, snapshot))
+                let jobs = jobs_changed(&loaded)
+                    .then(|| palisade_jobs::Jobs::build(&loaded.config))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                Ok((loaded, snapshot, jobs))
             });
-        let (loaded, snapshot) = match result {
+        let (loaded, snapshot, jobs) = match result {
             Ok(applied) => applied,
             Err(errors) => {
                 self.metrics.config_reload(false);
@@ -401,7 +420,7 @@ impl Reloader<'_> {
                     %errors,
                     "config reload rejected; the previous config keeps serving"
                 );
-                return;
+                return None;
             }
         };
         let restart = restart_required(self.started, &loaded.config);
@@ -447,6 +466,7 @@ impl Reloader<'_> {
         };
         self.status.store(Arc::new(status));
         *current = loaded;
+        jobs
     }
 }
 

@@ -397,3 +397,48 @@ async fn a_run_killed_with_sigkill_loses_nothing_and_the_next_one_finishes() {
     assert_eq!(count(&db, recorded).await, 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_reload_that_adds_a_job_schedules_it_without_a_restart() {
+    let db = pool().await;
+    let table = tokens(&db, 300, 5).await;
+    let job = unique("reloaded").replace('_', "-");
+    let upstream = UpstreamServer::start().await.expect("upstream starts");
+    let without = config_for(upstream.addr(), "");
+    let gw = builder(Codec::Fast, &without)
+        .env("APP_DATABASE_URL", &url())
+        .spawn()
+        .await
+        .expect("gateway starts");
+    let with = config_for(upstream.addr(), &job_config(&job, &table, "in_process"));
+    std::fs::write(gw.config_path(), with).unwrap();
+    gw.signal("HUP").unwrap();
+    let left = format!("SELECT count(*) FROM {table}");
+    for _ in 0..200 {
+        if count(&db, left.clone()).await == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count(&db, left).await,
+        5,
+        "the job, new in the reloaded config, ran"
+    );
+    let page = metrics_text(&gw).await;
+    let success = format!("palisade_job_runs_total{{job_name=\"{job}\",outcome=\"success\"}} 1");
+    assert!(page.contains(&success), "{page}");
+    assert!(
+        !page.contains("palisade_config_restart_required{field=\"jobs\"}"),
+        "{page}"
+    );
+    let reloaded = gw
+        .output_lines()
+        .into_iter()
+        .find(|l| l.contains("\"config reloaded\""))
+        .expect("the reload is logged");
+    assert!(
+        reloaded.contains("\"restart_required\":\"[]\""),
+        "{reloaded}"
+    );
+}
