@@ -182,6 +182,19 @@ impl Conn {
         Ok(())
     }
 
+    /// Bounds every statement of a run's own PostgreSQL connection by the job's timeout, so
+    /// one slow batch or stuck-scan query cannot outlast it (between statements the run checks
+    /// the timeout itself). SQLite has no such setting.
+    pub(crate) async fn limit_statements(&mut self, timeout: Duration) -> Result<(), JobError> {
+        if let Conn::Pg(pg) = self {
+            let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+            sqlx::query(trusted(format!("SET statement_timeout = {ms}")))
+                .execute(pg)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Closes a connection of its own cleanly (pooled ones go back to the pool).
     pub(crate) async fn close(self) {
         match self {

@@ -227,6 +227,7 @@ async fn attempt(
     clock: Instant,
 ) -> Result<bool, JobError> {
     let mut conn = job.database.connect().await?;
+    conn.limit_statements(job.config.timeout.get()).await?;
     if options.dry_run {
         let result = dry_run(job, &mut conn, report).await;
         conn.close().await;

@@ -717,3 +717,23 @@ async fn postgres_check_db_names_missing_privileges() {
         "the run record's privileges are the database's: {findings:#?}"
     );
 }
+
+#[tokio::test]
+async fn postgres_a_statement_cannot_outlast_the_jobs_timeout() {
+    let t = open(Db::Postgres).await;
+    let job = unique("slow");
+    let jobs = t.jobs(&format!(
+        "[jobs.{job}]\ndatabase = \"app\"\nschedule = \"@hourly\"\nkind = \"stuck_scan\"\n\
+         timeout = \"1s\"\nquery = \"SELECT 1 AS id FROM pg_sleep(30)\"\n"
+    ));
+    let started = std::time::Instant::now();
+    let report = run(jobs.get(&job).unwrap(), &options()).await;
+    let Outcome::Failure(error) = &report.outcome else {
+        panic!("{report:?}");
+    };
+    assert!(error.contains("statement timeout"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped at the timeout, not after 30 s"
+    );
+}
