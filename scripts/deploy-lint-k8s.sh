@@ -15,7 +15,8 @@
 #      linter and values.schema.json validation through helm-python-sdk), and NOTES.txt;
 #   4. values the chart must refuse at render time (schema typos, a grace period shorter than
 #      the drain, a PDB that blocks drains, a job on an unknown database);
-#   5. deploy/kubernetes/base equals a fresh render of the chart's defaults;
+#   5. deploy/kubernetes/base equals a fresh render of the chart's defaults, and
+#      deploy/kubernetes/examples/with-jobs one of ci/with-jobs-values.yaml;
 #   6. kustomize builds of the base and the production overlay (scripts/kustomize_lite.py, and
 #      `kubectl kustomize` too when kubectl is installed, whose build must be identical);
 #   7. yamllint on everything rendered;
@@ -72,9 +73,16 @@ helm_sdk() {
   return "$rc"
 }
 
+# The committed renders: the base (the chart's defaults) and the maintenance-jobs example.
+render_committed() {
+  local into=$1
+  mkdir -p "$into/base" "$into/examples/with-jobs"
+  helm_sdk template "$chart" --base-dir "$into/base"
+  helm_sdk template "$chart" -f "$chart/ci/with-jobs-values.yaml" --base-dir "$into/examples/with-jobs"
+}
 if [[ ${1:-} == --update-base ]]; then
-  helm_sdk template "$chart" --base-dir deploy/kubernetes/base
-  say "deploy/kubernetes/base regenerated from $chart"
+  render_committed deploy/kubernetes
+  say "deploy/kubernetes/base and examples/with-jobs regenerated from $chart"
   exit 0
 fi
 [[ $# -eq 0 ]] || fail "unknown arguments: $*"
@@ -139,18 +147,17 @@ refuse "a literal postgres:// URL instead of a secret reference" "url" \
 refuse "sidecar mode without an app image" "sidecar.app.image is required" $'mode: sidecar'
 
 # --- 5 ----------------------------------------------------------------------------------------
-step "5. deploy/kubernetes/base equals a fresh render of the chart's defaults"
-mkdir -p "$out/base"
-helm_sdk template "$chart" --base-dir "$out/base"
-for file in palisade.yaml monitoring.yaml; do
-  diff -u "deploy/kubernetes/base/$file" "$out/base/$file" ||
-    fail "deploy/kubernetes/base/$file is out of date: run scripts/deploy-lint-k8s.sh --update-base"
+step "5. deploy/kubernetes/base and examples/with-jobs equal fresh renders of the chart"
+render_committed "$out/committed"
+for file in base/palisade.yaml base/monitoring.yaml examples/with-jobs/palisade.yaml examples/with-jobs/monitoring.yaml; do
+  diff -u "deploy/kubernetes/$file" "$out/committed/$file" ||
+    fail "deploy/kubernetes/$file is out of date: run scripts/deploy-lint-k8s.sh --update-base"
 done
-say "base in sync with the chart"
+say "base and examples/with-jobs in sync with the chart"
 
 # --- 6 ----------------------------------------------------------------------------------------
-step "6. kustomize builds of deploy/kubernetes/base and overlays/production"
-for dir in base overlays/production; do
+step "6. kustomize builds of deploy/kubernetes/base, overlays/production and examples/with-jobs"
+for dir in base overlays/production examples/with-jobs; do
   name=kustomize-$(basename "$dir")
   if command -v kubectl >/dev/null; then
     kubectl kustomize "deploy/kubernetes/$dir" >"$out/$name.kubectl" || fail "kubectl kustomize $dir"
