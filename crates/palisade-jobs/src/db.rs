@@ -103,14 +103,6 @@ impl Database {
             Database::Sqlite { pool, .. } => Conn::LitePooled(pool.acquire().await?),
         })
     }
-
-    /// "postgres" or "sqlite".
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Database::Postgres { .. } => "postgres",
-            Database::Sqlite { .. } => "sqlite",
-        }
-    }
 }
 
 /// An open connection to either database: a run's own, or one from the status pool.
@@ -139,23 +131,29 @@ impl std::fmt::Display for RowId {
     }
 }
 
-/// Runs `$body` with `$c` bound to the PostgreSQL connection (`Pg`) or the SQLite one (`Lite`).
+/// Runs a body with an ident bound to the connection as `&mut PgConnection` or `&mut
+/// SqliteConnection`: `pg c => …, lite c => …` where the statements differ, `each c => …` where
+/// the same code serves both (it is compiled once per database).
 macro_rules! on_conn {
     ($conn:expr, pg $pg:ident => $pg_body:expr, lite $lite:ident => $lite_body:expr) => {
         match $conn {
-            Conn::Pg($pg) => $pg_body,
-            Conn::PgPooled(pooled) => {
-                let $pg: &mut PgConnection = &mut *pooled;
+            $crate::db::Conn::Pg($pg) => $pg_body,
+            $crate::db::Conn::PgPooled(pooled) => {
+                let $pg: &mut sqlx::PgConnection = &mut *pooled;
                 $pg_body
             }
-            Conn::Lite($lite) => $lite_body,
-            Conn::LitePooled(pooled) => {
+            $crate::db::Conn::Lite($lite) => $lite_body,
+            $crate::db::Conn::LitePooled(pooled) => {
                 let $lite: &mut sqlx::SqliteConnection = &mut *pooled;
                 $lite_body
             }
         }
     };
+    ($conn:expr, each $c:ident => $body:expr) => {
+        on_conn!($conn, pg $c => $body, lite $c => $body)
+    };
 }
+pub(crate) use on_conn;
 
 impl Conn {
     /// Takes the job's lock if it is free; false when another run holds it. On PostgreSQL an
@@ -339,41 +337,26 @@ impl Conn {
     /// Runs the stuck-scan `recover` statement for one id in its own transaction; true when it
     /// changed a row.
     pub(crate) async fn recover(&mut self, statement: &str, id: &RowId) -> Result<bool, JobError> {
-        let changed = on_conn!(self,
-            pg pg => {
-                let mut tx = pg.begin().await?;
-                let query = sqlx::query(trusted(statement));
-                let query = match id {
-                    RowId::Int(id) => query.bind(*id),
-                    RowId::Int4(id) => query.bind(*id),
-                    RowId::Text(id) => query.bind(id.clone()),
-                };
-                let done = query.execute(&mut *tx).await?;
-                tx.commit().await?;
-                done.rows_affected()
-            },
-            lite lite => {
-                let mut tx = lite.begin().await?;
-                let query = sqlx::query(trusted(statement));
-                let query = match id {
-                    RowId::Int(id) => query.bind(*id),
-                    RowId::Int4(id) => query.bind(*id),
-                    RowId::Text(id) => query.bind(id.clone()),
-                };
-                let done = query.execute(&mut *tx).await?;
-                tx.commit().await?;
-                done.rows_affected()
-            }
-        );
+        let changed = on_conn!(self, each c => {
+            let mut tx = c.begin().await?;
+            let query = sqlx::query(trusted(statement));
+            let query = match id {
+                RowId::Int(id) => query.bind(*id),
+                RowId::Int4(id) => query.bind(*id),
+                RowId::Text(id) => query.bind(id.clone()),
+            };
+            let done = query.execute(&mut *tx).await?;
+            tx.commit().await?;
+            done.rows_affected()
+        });
         Ok(changed > 0)
     }
 
     /// Runs one statement with no result (the run record's table, checks).
     pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), JobError> {
-        on_conn!(self,
-            pg pg => { sqlx::query(trusted(sql)).execute(pg).await?; },
-            lite lite => { sqlx::query(trusted(sql)).execute(lite).await?; }
-        );
+        on_conn!(self, each c => {
+            sqlx::query(trusted(sql)).execute(c).await?;
+        });
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use palisade_config::JOB_RUNS_TABLE;
 use sqlx::Row;
 
 use crate::JobError;
-use crate::db::{Conn, trusted};
+use crate::db::{Conn, on_conn, trusted};
 
 /// Runs kept per job.
 const KEEP_RUNS: i64 = 100;
@@ -100,8 +100,7 @@ pub(crate) async fn insert(conn: &mut Conn, job: &str, run: &RecordedRun) -> Res
         "DELETE FROM {JOB_RUNS_TABLE} WHERE job = $1 AND id <= \
          (SELECT id FROM {JOB_RUNS_TABLE} WHERE job = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)"
     );
-    macro_rules! write_run {
-        ($c:expr) => {{
+    on_conn!(conn, each c => {
             sqlx::query(trusted(&insert))
                 .bind(job)
                 .bind(&run.runner)
@@ -113,20 +112,14 @@ pub(crate) async fn insert(conn: &mut Conn, job: &str, run: &RecordedRun) -> Res
                 .bind(run.rows_recovered)
                 .bind(run.stuck_rows)
                 .bind(run.detail.to_string())
-                .execute(&mut *$c)
+                .execute(&mut *c)
                 .await?;
             sqlx::query(trusted(&prune))
                 .bind(job)
                 .bind(KEEP_RUNS)
-                .execute(&mut *$c)
+                .execute(&mut *c)
                 .await?;
-        }};
-    }
-    if let Some(pg) = conn.pg() {
-        write_run!(pg);
-    } else if let Some(lite) = conn.lite() {
-        write_run!(lite);
-    }
+    });
     Ok(())
 }
 
@@ -138,19 +131,9 @@ pub(crate) async fn last_success_start(
     let sql = format!(
         "SELECT max(started_at_ms) FROM {JOB_RUNS_TABLE} WHERE job = $1 AND outcome = 'success'"
     );
-    let started: Option<i64> = if let Some(pg) = conn.pg() {
-        sqlx::query_scalar(trusted(&sql))
-            .bind(job)
-            .fetch_one(&mut *pg)
-            .await?
-    } else if let Some(lite) = conn.lite() {
-        sqlx::query_scalar(trusted(&sql))
-            .bind(job)
-            .fetch_one(&mut *lite)
-            .await?
-    } else {
-        None
-    };
+    let started: Option<i64> = on_conn!(conn, each c => {
+        sqlx::query_scalar(trusted(&sql)).bind(job).fetch_one(&mut *c).await?
+    });
     Ok(started)
 }
 
@@ -165,12 +148,11 @@ pub(crate) async fn runs_after(
          rows_recovered, stuck_rows, detail FROM {JOB_RUNS_TABLE} \
          WHERE job = $1 AND id > $2 ORDER BY id LIMIT 100"
     );
-    macro_rules! read_runs {
-        ($c:expr) => {{
+    let runs = on_conn!(conn, each c => {
             let rows = sqlx::query(trusted(&sql))
                 .bind(job)
                 .bind(after)
-                .fetch_all(&mut *$c)
+                .fetch_all(&mut *c)
                 .await?;
             rows.iter()
                 .map(|row| {
@@ -189,15 +171,7 @@ pub(crate) async fn runs_after(
                     })
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?
-        }};
-    }
-    let runs = if let Some(pg) = conn.pg() {
-        read_runs!(pg)
-    } else if let Some(lite) = conn.lite() {
-        read_runs!(lite)
-    } else {
-        Vec::new()
-    };
+    });
     Ok(runs)
 }
 
@@ -210,26 +184,10 @@ pub(crate) async fn last(
     let success = format!(
         "SELECT max(finished_at_ms) FROM {JOB_RUNS_TABLE} WHERE job = $1 AND outcome = 'success'"
     );
-    macro_rules! read_last {
-        ($c:expr) => {{
-            let newest: Option<i64> = sqlx::query_scalar(trusted(&newest))
-                .bind(job)
-                .fetch_one(&mut *$c)
-                .await?;
-            let success: Option<i64> = sqlx::query_scalar(trusted(&success))
-                .bind(job)
-                .fetch_one(&mut *$c)
-                .await?;
-            (newest, success)
-        }};
-    }
-    let (newest, success) = if let Some(pg) = conn.pg() {
-        read_last!(pg)
-    } else if let Some(lite) = conn.lite() {
-        read_last!(lite)
-    } else {
-        (None, None)
-    };
+    let (newest, success): (Option<i64>, Option<i64>) = on_conn!(conn, each c => (
+        sqlx::query_scalar(trusted(&newest)).bind(job).fetch_one(&mut *c).await?,
+        sqlx::query_scalar(trusted(&success)).bind(job).fetch_one(&mut *c).await?,
+    ));
     let last = match newest {
         Some(id) => runs_after(conn, job, id - 1).await?.into_iter().next(),
         None => None,

@@ -53,27 +53,25 @@ fn load(arg: &ConfigArg, command: &str) -> Option<LoadedConfig> {
     }
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_current_thread()
+/// A runtime for a jobs command and the config's jobs, built inside it (their database pools
+/// belong to it). On failure the error is printed and the exit code returned: 1 for the
+/// runtime, 2 for the jobs' databases.
+fn open(loaded: &LoadedConfig) -> Result<(tokio::runtime::Runtime, Jobs), ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(error) => {
+        .map_err(|error| {
             eprintln!("palisade: cannot start the async runtime: {error}");
-            None
-        }
-    }
-}
-
-fn build(loaded: &LoadedConfig) -> Option<Jobs> {
-    match Jobs::build(&loaded.config) {
-        Ok(jobs) => Some(jobs),
-        Err(error) => {
+            ExitCode::FAILURE
+        })?;
+    let jobs = {
+        let _enter = rt.enter();
+        Jobs::build(&loaded.config).map_err(|error| {
             eprintln!("{}: {error}", loaded.source);
-            None
-        }
-    }
+            ExitCode::from(2)
+        })?
+    };
+    Ok((rt, jobs))
 }
 
 /// `palisade jobs run NAME`.
@@ -81,12 +79,9 @@ pub fn run(args: &JobRunArgs) -> ExitCode {
     let Some(loaded) = load(&args.config, "jobs run") else {
         return ExitCode::from(2);
     };
-    let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
-    };
-    let _enter = rt.enter();
-    let Some(jobs) = build(&loaded) else {
-        return ExitCode::from(2);
+    let (rt, jobs) = match open(&loaded) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     let Some(job) = jobs.get(&args.name) else {
         let names = jobs.names();
@@ -212,12 +207,9 @@ pub fn list(arg: &ConfigArg) -> ExitCode {
     let Some(loaded) = load(arg, "jobs list") else {
         return ExitCode::from(2);
     };
-    let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
-    };
-    let _enter = rt.enter();
-    let Some(jobs) = build(&loaded) else {
-        return ExitCode::from(2);
+    let (rt, jobs) = match open(&loaded) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     if jobs.is_empty() {
         println!("{}: no jobs configured ([jobs.NAME])", loaded.source);
@@ -304,11 +296,7 @@ pub fn list(arg: &ConfigArg) -> ExitCode {
 /// `palisade validate --check-db`: the jobs checked against their databases; false when any
 /// check failed (warnings are printed and pass).
 pub fn check_db(loaded: &LoadedConfig) -> bool {
-    let Some(rt) = runtime() else {
-        return false;
-    };
-    let _enter = rt.enter();
-    let Some(jobs) = build(loaded) else {
+    let Ok((rt, jobs)) = open(loaded) else {
         return false;
     };
     if jobs.is_empty() {
